@@ -1,0 +1,5 @@
+import sys
+
+from acprop_tuner.cli import main
+
+sys.exit(main())
