@@ -1,0 +1,230 @@
+"""The task registry: built-in tasks, their option schemas, and how names resolve to tasks.
+
+Three kinds of names resolve to a task:
+
+- a built-in name (see :func:`task_names`), whose options are validated against its schema;
+- ``package.module:factory``, a factory importable on the worker, called as
+  ``factory(**options)``;
+- a name registered by an installed distribution in the entry-point group
+  ``acprop_tuner.tasks`` (``name = package.module:factory``).
+
+:func:`validate_task_options` never imports JAX or user code, so the API process can check a
+job's task before storing it; :func:`load_task` imports the implementation (and JAX) on the
+worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from optimizer.tasks.base import Task, TaskMeta
+from optimizer.tasks.options import (
+    ChoiceOption,
+    FloatOption,
+    IntListOption,
+    IntOption,
+    OptionSchema,
+    TaskOptionsError,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "load_task",
+    "task_names",
+    "task_schema",
+    "validate_task_options",
+]
+
+ENTRY_POINT_GROUP = "acprop_tuner.tasks"
+
+# `package.module:factory`, each part a Python identifier (dotted on the module side).
+_FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+_ACTIVATION = ChoiceOption("relu", ("relu", "tanh", "gelu"), "hidden activation")
+_BATCH = IntOption(128, 1, 4096, "minibatch size (examples drawn with replacement per step)")
+
+
+def _check_char_lm(options: dict[str, Any]) -> None:
+    if options["d_model"] % options["n_heads"]:
+        raise TaskOptionsError(
+            f"option 'n_heads' must divide option 'd_model' ({options['d_model']}), "
+            f"got {options['n_heads']}"
+        )
+
+
+# name -> (schema, "module:factory" of the JAX implementation, imported only by load_task).
+_BUILTINS: dict[str, tuple[OptionSchema, str]] = {
+    "rosenbrock": (
+        OptionSchema(
+            {
+                "a": FloatOption(1.0, -10.0, 10.0, "minimum at (a, a^2)"),
+                "b": FloatOption(100.0, 0.0, 1000.0, "curvature of the valley"),
+            },
+            help="2-D Rosenbrock from (0, 0), full batch: the optax issue 1132 reproducer",
+        ),
+        "optimizer.tasks.builtin.rosenbrock:make_rosenbrock",
+    ),
+    "mlp-digits": (
+        OptionSchema(
+            {
+                "widths": IntListOption((64, 128), 1, 2048, 1, 8, "hidden layer widths"),
+                "activation": _ACTIVATION,
+                "batch_size": _BATCH,
+            },
+            help="ReLU MLP on scikit-learn's 8x8 digits (1,797 images, 10 classes)",
+        ),
+        "optimizer.tasks.builtin.digits:make_mlp_digits",
+    ),
+    "cnn-digits": (
+        OptionSchema(
+            {
+                "channels": IntListOption((8, 16), 1, 128, 1, 4, "3x3 conv channels per layer"),
+                "batch_size": _BATCH,
+            },
+            help="small ReLU conv net on scikit-learn's 8x8 digits",
+        ),
+        "optimizer.tasks.builtin.digits:make_cnn_digits",
+    ),
+    "mlp-mnist1d": (
+        OptionSchema(
+            {
+                "widths": IntListOption((128, 128), 1, 2048, 1, 8, "hidden layer widths"),
+                "activation": _ACTIVATION,
+                "batch_size": _BATCH,
+            },
+            help="ReLU MLP on MNIST-1D (generated offline, 4,000 train / 1,000 test)",
+        ),
+        "optimizer.tasks.builtin.mnist1d:make_mlp_mnist1d",
+    ),
+    "logreg-breast-cancer": (
+        OptionSchema(
+            {"batch_size": IntOption(64, 1, 4096, "minibatch size")},
+            help="logistic regression on scikit-learn's breast cancer data (30 features)",
+        ),
+        "optimizer.tasks.builtin.breast_cancer:make_logreg_breast_cancer",
+    ),
+    "char-lm": (
+        OptionSchema(
+            {
+                "seq_len": IntOption(32, 4, 256, "characters per training window"),
+                "batch_size": IntOption(32, 1, 512, "windows per step"),
+                "d_model": IntOption(64, 8, 512, "model width"),
+                "n_layers": IntOption(1, 1, 4, "transformer blocks"),
+                "n_heads": IntOption(4, 1, 16, "attention heads (must divide d_model)"),
+            },
+            check=_check_char_lm,
+            help="tiny causal transformer on the text of Python's pydoc topics",
+        ),
+        "optimizer.tasks.builtin.char_lm:make_char_lm",
+    ),
+}
+
+
+def task_names() -> tuple[str, ...]:
+    """The built-in task names, sorted."""
+    return tuple(sorted(_BUILTINS))
+
+
+def task_schema(name: str) -> OptionSchema:
+    """The option schema of a built-in task."""
+    try:
+        return _BUILTINS[name][0]
+    except KeyError:
+        raise TaskOptionsError(_unknown(name)) from None
+
+
+def _unknown(name: str) -> str:
+    return (
+        f"unknown task {name!r}: use a built-in task ({', '.join(task_names())}), "
+        f"'package.module:factory', or a name in the entry-point group {ENTRY_POINT_GROUP!r}"
+    )
+
+
+def _entry_point(name: str) -> importlib.metadata.EntryPoint | None:
+    # Reading entry points reads distribution metadata only; nothing is imported.
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep
+    return None
+
+
+def _check_json_options(name: str, options: Any) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise TaskOptionsError(f"options of task {name!r} must be an object with string keys")
+    try:
+        json.dumps(options, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TaskOptionsError(
+            f"options of task {name!r} must be plain JSON (finite numbers): {exc}"
+        ) from None
+    return dict(options)
+
+
+def validate_task_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate a task name and its options without importing JAX or user code.
+
+    Returns the options with defaults filled in for built-in tasks; for custom tasks
+    (``package.module:factory`` or an entry point) the name's shape is checked and the options,
+    which must be plain JSON, are returned unchanged (the factory validates them on the worker).
+
+    Raises:
+        TaskOptionsError: naming the task or the option and the allowed values.
+    """
+    if not isinstance(name, str) or not name:
+        raise TaskOptionsError("task name must be a non-empty string")
+    if name in _BUILTINS:
+        return _BUILTINS[name][0].validate(name, options)
+    if ":" in name:
+        if not _FACTORY_RE.match(name):
+            raise TaskOptionsError(
+                f"custom task {name!r} must have the form 'package.module:factory' "
+                "(Python identifiers, dotted)"
+            )
+        return _check_json_options(name, options)
+    if _entry_point(name) is not None:
+        return _check_json_options(name, options)
+    raise TaskOptionsError(_unknown(name))
+
+
+def _resolve(spec: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise TaskOptionsError(f"cannot load task factory {spec!r}: {exc}") from exc
+    if not callable(obj):
+        raise TaskOptionsError(f"task factory {spec!r} is not callable")
+    return cast(Callable[..., Any], obj)
+
+
+def load_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
+    """Build the task ``name`` with ``options`` (imports its implementation, and JAX).
+
+    A custom factory is called as ``factory(**options)`` and must return an object satisfying
+    the :class:`~optimizer.tasks.base.Task` protocol.
+    """
+    validated = validate_task_options(name, options)
+    if name in _BUILTINS:
+        factory = _resolve(_BUILTINS[name][1])
+    elif ":" in name:
+        factory = _resolve(name)
+    else:
+        ep = _entry_point(name)
+        assert ep is not None  # validate_task_options checked it exists
+        factory = _resolve(ep.value)
+    task = factory(**validated)
+    if not isinstance(task, Task) or not isinstance(getattr(task, "meta", None), TaskMeta):
+        raise TaskOptionsError(
+            f"task factory for {name!r} returned {type(task).__name__}, which does not "
+            "implement the Task protocol (init_params, loss, batch, validation_loss, meta)"
+        )
+    return task
