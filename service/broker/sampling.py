@@ -1,0 +1,92 @@
+"""From a job's spec to Optuna objects: the search distributions, the fixed settings, the
+sampler and the pruner that the job's mirror study runs with.
+
+The spec is the JSON the jobs API stored after validating it (issue #3): `space` maps each
+ACProp hyperparameter to `{"value": x}` (fixed) or `{"low", "high", "log"}` (searched);
+`sampler` and `pruner` are names; `budget.steps` bounds the pruners' resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, FloatDistribution
+
+__all__ = ["ACPROP_DEFAULTS", "SearchSpace", "build_pruner", "build_sampler", "search_space"]
+
+# optax.contrib.acprop's defaults (facts.md); used for a hyperparameter the spec leaves out.
+ACPROP_DEFAULTS: dict[str, float] = {
+    "learning_rate": 1e-3,
+    "b1": 0.9,
+    "b2": 0.999,
+    "eps": 1e-16,
+    "eps_root": 1e-16,
+    "weight_decay": 0.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSpace:
+    """The searched hyperparameters (as Optuna distributions) and the fixed ones."""
+
+    distributions: dict[str, BaseDistribution]
+    fixed: dict[str, float]
+
+    def config(self, sampled: Mapping[str, float]) -> dict[str, float]:
+        """The full ACProp configuration for a trial: sampled values over the fixed ones."""
+        config = dict(self.fixed)
+        config.update({k: float(v) for k, v in sampled.items()})
+        return config
+
+
+def search_space(spec: Mapping[str, Any]) -> SearchSpace:
+    """Read the search space of a job spec."""
+    space = spec.get("space") or {}
+    distributions: dict[str, BaseDistribution] = {}
+    fixed: dict[str, float] = {}
+    for name, default in ACPROP_DEFAULTS.items():
+        entry = space.get(name)
+        if entry is None:
+            fixed[name] = default
+        elif entry.get("value") is not None:
+            fixed[name] = float(entry["value"])
+        else:
+            distributions[name] = FloatDistribution(
+                float(entry["low"]), float(entry["high"]), log=bool(entry.get("log", False))
+            )
+    return SearchSpace(distributions, fixed)
+
+
+def build_sampler(spec: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
+    """The sampler the job asked for (default TPE, which is pending-aware by constant liar)."""
+    name = spec.get("sampler") or "tpe"
+    seed = spec.get("seed")
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    raise ValueError(f"unknown sampler {name!r}")
+
+
+def build_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner the job asked for (default none)."""
+    name = spec.get("pruner") or "none"
+    steps = int((spec.get("budget") or {}).get("steps") or 1)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner()
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(steps, 1))
+    raise ValueError(f"unknown pruner {name!r}")

@@ -1,0 +1,184 @@
+"""The broker's pure parts: tokens, outcome judging, divergence penalty, the sampler mirror."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from service.broker.mirror import StudyMirror, TrialSnapshot
+from service.broker.penalty import divergence_penalty, judge_outcome
+from service.broker.sampling import build_pruner, build_sampler, search_space
+from service.broker.tokens import hash_token, new_token
+
+SPEC = {
+    "space": {
+        "learning_rate": {"low": 1e-5, "high": 1.0, "log": True},
+        "b1": {"value": 0.9},
+        "b2": {"low": 0.9, "high": 0.9999},
+    },
+    "sampler": "tpe",
+    "pruner": "none",
+    "seed": 0,
+    "budget": {"steps": 100},
+}
+
+
+def make_mirror(spec: dict = SPEC) -> StudyMirror:
+    return StudyMirror(
+        search_space(spec), build_sampler(spec), build_pruner(spec), steps=spec["budget"]["steps"]
+    )
+
+
+def test_tokens_are_unique_and_hashed() -> None:
+    tokens = {new_token() for _ in range(1000)}
+    assert len(tokens) == 1000
+    token = next(iter(tokens))
+    assert hash_token(token) == hash_token(token)
+    assert token not in hash_token(token)
+    assert len({hash_token(t) for t in tokens}) == 1000
+
+
+def test_search_space_splits_fixed_and_searched() -> None:
+    space = search_space(SPEC)
+    assert set(space.distributions) == {"learning_rate", "b2"}
+    assert space.distributions["learning_rate"].log
+    assert space.fixed == {"b1": 0.9, "eps": 1e-16, "eps_root": 1e-16, "weight_decay": 0.0}
+    config = space.config({"learning_rate": 0.01, "b2": 0.95})
+    assert set(config) == {"learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay"}
+
+
+@pytest.mark.parametrize(
+    ("final", "steps_at", "state", "step"),
+    [
+        ([0.5, 0.7], [None, None], "complete", None),
+        ([0.5, None], [None, 12], "diverged", 12),
+        ([0.5, 0.6], [30, 12], "diverged", 12),
+        ([0.5, None], [None, None], "diverged", 100),  # non-finite but not flagged
+        ([0.5, math.nan], None, "diverged", 100),
+        ([0.5, math.inf], None, "diverged", 100),
+        ([-math.inf, 0.4], None, "diverged", 100),
+    ],
+)
+def test_judge_outcome(final: list, steps_at: list | None, state: str, step: int | None) -> None:
+    outcome = judge_outcome(
+        final_losses=final,
+        validation_losses=None,
+        last_finite_losses=[0.4, 0.8],
+        diverged_at_step=steps_at,
+        steps=100,
+    )
+    assert outcome.state == state
+    assert outcome.diverged_at_step == step
+    if state == "complete":
+        assert outcome.value == pytest.approx(0.6)
+    else:
+        assert outcome.value is None
+        assert outcome.last_finite_loss == pytest.approx(0.6)
+
+
+def test_judge_outcome_prefers_complete_validation() -> None:
+    kwargs = dict(final_losses=[1.0, 2.0], last_finite_losses=None, diverged_at_step=None)
+    assert judge_outcome(validation_losses=[3.0, 5.0], steps=10, **kwargs).value == 4.0
+    assert judge_outcome(validation_losses=[3.0, None], steps=10, **kwargs).value == 1.5
+
+
+def test_penalty_is_finite_and_worse_than_every_finished_loss() -> None:
+    for values in ([0.1, 0.3, 2.5], [-4.0, -1.0], [1e6], []):
+        early = divergence_penalty(values, diverged_at_step=2, steps=100)
+        late = divergence_penalty(values, diverged_at_step=99, steps=100)
+        assert math.isfinite(early) and math.isfinite(late)
+        assert all(late > v for v in values)
+        assert early > late  # blowing up sooner ranks worse
+    assert divergence_penalty([], diverged_at_step=1, steps=10, last_finite_loss=50.0) > 50.0
+
+
+def _snap(tid: int, state: str, lr: float, value: float | None = None, **kw) -> TrialSnapshot:
+    return TrialSnapshot(tid, state, {"learning_rate": lr, "b2": 0.99, "b1": 0.9}, value, **kw)
+
+
+def _states(mirror: StudyMirror) -> list[tuple[TrialState, float | None]]:
+    return [(t.state, t.value) for t in mirror.study.get_trials(deepcopy=False)]
+
+
+def test_mirror_tracks_states_and_penalises_divergence() -> None:
+    mirror = make_mirror()
+    mirror.sync(
+        [_snap(1, "running", 1e-3), _snap(2, "waiting", 1e-2), _snap(3, "complete", 1e-4, 0.5)]
+    )
+    assert mirror.known_states() == {1: "running", 2: "waiting", 3: "complete"}
+    mirror.sync([_snap(1, "diverged", 1e-3, diverged_at_step=3, last_finite_loss=2.0)])
+    mirror.sync([_snap(2, "failed", 1e-2)])
+    by_state = dict((s, v) for s, v in _states(mirror) if s != TrialState.COMPLETE)
+    assert by_state == {TrialState.FAIL: None}
+    values = sorted(v for s, v in _states(mirror) if s == TrialState.COMPLETE)
+    assert values[0] == 0.5 and math.isfinite(values[1]) and values[1] > 0.5
+
+
+def test_mirror_rebuilds_when_a_finished_loss_passes_a_penalty() -> None:
+    mirror = make_mirror()
+    mirror.sync([_snap(1, "complete", 1e-4, 0.5), _snap(2, "diverged", 1.0, diverged_at_step=5)])
+    penalty = max(v for _, v in _states(mirror))
+    mirror.sync([_snap(3, "complete", 1e-3, penalty + 10.0)])
+    values = [v for s, v in _states(mirror) if s == TrialState.COMPLETE]
+    assert len(values) == 3
+    assert max(values) > penalty + 10.0  # the diverged trial still ranks last
+
+
+def test_mirror_ask_is_pending_aware_and_binds() -> None:
+    mirror = make_mirror({**SPEC, "sampler": "random"})
+    asked = mirror.ask(5)
+    assert len({a.mirror_id for a in asked}) == 5
+    for a in asked:
+        assert 1e-5 <= a.config["learning_rate"] <= 1.0 and a.config["b1"] == 0.9
+    running = [t for t in mirror.study.get_trials() if t.state == TrialState.RUNNING]
+    assert len(running) == 5
+    for i, a in enumerate(asked):
+        mirror.bind(a, TrialSnapshot(100 + i, "running", a.config))
+    mirror.sync([TrialSnapshot(100, "complete", asked[0].config, 0.25)])
+    assert [t.value for t in mirror.study.get_trials() if t.state == TrialState.COMPLETE] == [0.25]
+    assert len(mirror) == 5
+
+
+def _steered_share(diverged_as: str) -> int:
+    """Trials below a divergence edge at 1e-2 among 40 TPE proposals, where finished losses
+    improve towards the edge and every learning rate above it diverged (told as `diverged_as`).
+    Each proposal is asked alone and then failed, so no pending trial sways the next one."""
+    mirror = make_mirror({**SPEC, "space": {"learning_rate": SPEC["space"]["learning_rate"]}})
+    rng = optuna.samplers.RandomSampler(seed=1)._rng.rng
+    snaps = []
+    for i in range(60):
+        lr = float(10 ** rng.uniform(-5, 0))
+        if lr > 1e-2:
+            snaps.append(_snap(i, diverged_as, lr, diverged_at_step=3, last_finite_loss=1.0))
+        else:
+            snaps.append(_snap(i, "complete", lr, 1.0 - 0.1 * math.log10(lr / 1e-5)))
+    mirror.sync(snaps)
+    below = 0
+    for j in range(40):
+        (asked,) = mirror.ask(1)
+        mirror.bind(asked, TrialSnapshot(1000 + j, "running", asked.config))
+        mirror.sync([TrialSnapshot(1000 + j, "failed", asked.config)])
+        below += asked.config["learning_rate"] <= 1e-2
+    return below
+
+
+def test_tpe_mirror_steers_away_from_the_diverged_region() -> None:
+    """Told as a penalty, divergence keeps TPE below the edge; told as a failure (what NaN
+    does in Optuna), TPE follows the improving losses over the edge."""
+    penalised = _steered_share("diverged")
+    ignored = _steered_share("failed")
+    assert penalised >= 36
+    assert penalised > ignored + 10
+
+
+def test_mirror_pruner_stops_a_bad_running_trial() -> None:
+    mirror = make_mirror({**SPEC, "pruner": "median"})
+    done = [_snap(i, "complete", 1e-3, 0.1, intermediate={10: 0.2, 20: 0.1}) for i in range(6)]
+    mirror.sync(done)
+    mirror.sync([_snap(10, "running", 1e-1), _snap(11, "running", 1e-3)])
+    # MedianPruner reads the completed trials' intermediate values from the mirror.
+    assert mirror.should_prune(10, {10: 5.0, 20: 5.0})
+    assert not mirror.should_prune(11, {10: 0.15, 20: 0.05})
