@@ -1,0 +1,1 @@
+"""The service's database layer: typed models, the engine, sessions and schema migrations."""

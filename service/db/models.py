@@ -1,0 +1,288 @@
+"""SQLAlchemy 2.0 typed models of the service's own tables (and nothing of Optuna's).
+
+Every table is prefixed ``acprop_``: Optuna keeps its tables (``studies``, ``trials``, ...)
+in the same database, and its ``trials`` would otherwise collide with ours. Constraint names
+follow :data:`NAMING_CONVENTION`, so Alembic migrations can name and drop them on every
+backend. Relationships are ``lazy="raise"``: a query states what it loads.
+
+Status vocabularies are ``StrEnum`` s stored as short strings guarded by CHECK constraints
+(portable between SQLite and Postgres, and cheap to extend in a migration).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TABLE_PREFIX = "acprop_"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite drops the zone on storage)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+# BIGINT autoincrement on Postgres; SQLite only autoincrements INTEGER PRIMARY KEY.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class KeyScope(StrEnum):
+    USER = "user"
+    WORKER = "worker"
+    ADMIN = "admin"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @classmethod
+    def active(cls) -> tuple[JobStatus, ...]:
+        return (cls.QUEUED, cls.RUNNING)
+
+
+class TrialState(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+    @classmethod
+    def finished(cls) -> tuple[TrialState, ...]:
+        return (cls.COMPLETE, cls.PRUNED, cls.DIVERGED, cls.FAILED)
+
+
+class TrialSource(StrEnum):
+    WARMUP = "warmup"
+    SAMPLER = "sampler"
+
+
+def _in(column: str, enum: type[StrEnum]) -> str:
+    values = ", ".join(f"'{member.value}'" for member in enum)
+    return f"{column} IN ({values})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Tenant(Base):
+    """An owner of keys and jobs; nothing crosses from one tenant to another."""
+
+    __tablename__ = "acprop_tenants"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant", lazy="raise")
+    jobs: Mapped[list[Job]] = relationship(back_populates="tenant", lazy="raise")
+
+
+class ApiKey(Base):
+    """A bearer key: only its SHA-256 hash is stored; ``prefix`` identifies it in listings."""
+
+    __tablename__ = "acprop_api_keys"
+    __table_args__ = (CheckConstraint(_in("scope", KeyScope), name="scope"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("acprop_tenants.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(32))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    tenant: Mapped[Tenant] = relationship(back_populates="api_keys", lazy="raise")
+
+
+class Job(Base):
+    """A tuning job: the validated spec, its budget, its status and its Optuna study."""
+
+    __tablename__ = "acprop_jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", JobStatus), name="status"),
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index(None, "tenant_id", "created_at"),
+        Index(None, "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("acprop_tenants.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    # The complete, defaults-resolved job: task, space, budget, sampler, pruner.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    n_trials: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[int] = mapped_column(Integer)
+    seeds: Mapped[int] = mapped_column(Integer)
+    report_every: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    study_name: Mapped[str] = mapped_column(String(100), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    tenant: Mapped[Tenant] = relationship(back_populates="jobs", lazy="raise")
+    trials: Mapped[list[Trial]] = relationship(
+        back_populates="job", lazy="raise", passive_deletes=True
+    )
+
+
+class Trial(Base):
+    """One configuration of a job, numbered 0 .. n_trials-1; retried attempts keep the row."""
+
+    __tablename__ = "acprop_trials"
+    __table_args__ = (
+        CheckConstraint(_in("state", TrialState), name="state"),
+        CheckConstraint(_in("source", TrialSource), name="source"),
+        UniqueConstraint("job_id", "number"),
+        Index(None, "job_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("acprop_jobs.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(16), default=TrialSource.SAMPLER.value)
+    state: Mapped[str] = mapped_column(String(16), default=TrialState.WAITING.value)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    optuna_trial_id: Mapped[int | None] = mapped_column(Integer)
+    value: Mapped[float | None] = mapped_column(Float)
+    final_losses: Mapped[list[float | None] | None] = mapped_column(JSON)
+    validation_losses: Mapped[list[float | None] | None] = mapped_column(JSON)
+    last_finite_loss: Mapped[float | None] = mapped_column(Float)
+    diverged_at_step: Mapped[int | None] = mapped_column(Integer)
+    wall_s: Mapped[float | None] = mapped_column(Float)
+    compile_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    job: Mapped[Job] = relationship(back_populates="trials", lazy="raise")
+    leases: Mapped[list[Lease]] = relationship(
+        back_populates="trial", lazy="raise", passive_deletes=True
+    )
+
+
+class Lease(Base):
+    """A worker's hold on one attempt of one trial, fenced by a token (stored hashed)."""
+
+    __tablename__ = "acprop_leases"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "attempt"),
+        # At most one live lease per trial.
+        Index(
+            "uq_acprop_leases_trial_id_live",
+            "trial_id",
+            unique=True,
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
+        Index(None, "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    trial_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("acprop_trials.id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    worker_id: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+
+    trial: Mapped[Trial] = relationship(back_populates="leases", lazy="raise")
+
+
+class TrialReport(Base):
+    """Intermediate losses (one per seed) of one attempt at one step; repeats are no-ops."""
+
+    __tablename__ = "acprop_trial_reports"
+
+    trial_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("acprop_trials.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    losses: Mapped[list[float | None]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "TABLE_PREFIX",
+    "ApiKey",
+    "Base",
+    "Job",
+    "JobStatus",
+    "KeyScope",
+    "Lease",
+    "Tenant",
+    "Trial",
+    "TrialReport",
+    "TrialSource",
+    "TrialState",
+    "utcnow",
+]
