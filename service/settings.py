@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     quota_seeds_per_trial: int = Field(default=32, ge=1, le=1024)
     retry_after_quota_s: int = Field(default=60, ge=1, le=86_400)
 
+    # The worker protocol (service.broker). A lease not renewed within its TTL is taken back
+    # by the reaper within about one period; workers heartbeat at a fraction of the TTL.
+    lease_ttl_s: float = Field(default=60.0, ge=1.0, le=86_400)
+    reaper_period_s: float = Field(default=2.0, gt=0, le=3_600)
+    lease_retry_after_s: float = Field(default=2.0, gt=0, le=3_600)
+    max_lease_capacity: int = Field(default=256, ge=1, le=4_096)
+
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
 
     def database_url_value(self) -> str:
