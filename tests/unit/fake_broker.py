@@ -1,0 +1,165 @@
+"""A small in-memory implementation of the worker protocol on a real HTTP server (a thread).
+
+For the worker loop's tests without a database: it hands out trials of one job, fences writes
+with lease tokens (409 with `detail.lost`), answers `stop` for trials a test marks, takes leases
+back on demand (as the reaper would), and records every call it served.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class FakeTrial:
+    trial_id: int
+    number: int
+    config: dict[str, float]
+    attempt: int = 1
+    state: str = "waiting"
+    token: str | None = None
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+
+
+class FakeBroker:
+    def __init__(
+        self,
+        configs: list[dict[str, float]],
+        *,
+        task: dict[str, Any],
+        steps: int,
+        report_every: int,
+        seeds: list[int],
+        ttl_s: float = 30.0,
+    ) -> None:
+        self.trials = [FakeTrial(i + 100, i, dict(c)) for i, c in enumerate(configs)]
+        self.task, self.steps, self.report_every, self.seeds = task, steps, report_every, seeds
+        self.ttl_s = ttl_s
+        self.stop_numbers: set[int] = set()
+        self.calls: list[tuple[str, Any]] = []
+        self.lock = threading.Lock()
+        # Called (under the lock) after each accepted report, with the trial and the step.
+        self.on_report: Callable[[FakeTrial, int], None] | None = None
+
+    # -- test controls ---------------------------------------------------------------------
+
+    def take_back(self, number: int) -> None:
+        """What the reaper does to an expired lease: the token is no longer current."""
+        with self.lock:
+            self.take_back_locked(number)
+
+    def take_back_locked(self, number: int) -> None:
+        trial = self.trials[number]
+        trial.token, trial.state, trial.attempt = None, "waiting", trial.attempt + 1
+
+    def by_token(self, token: str) -> FakeTrial | None:
+        return next((t for t in self.trials if t.token == token), None)
+
+    def calls_to(self, path: str) -> list[Any]:
+        return [body for p, body in self.calls if p == path]
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def handle(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            self.calls.append((path, body))
+            if path == "/api/v1/leases":
+                return 200, self._lease(int(body["capacity"]))
+            if path == "/api/v1/leases/heartbeat":
+                held = [t for t in body["tokens"] if self.by_token(t)]
+                lost = [t for t in body["tokens"] if not self.by_token(t)]
+                return 200, {"held": held, "lost": lost, "expires_at": "later"}
+            items = body.get("reports") or body.get("results") or body.get("tokens") or []
+            tokens = [i if isinstance(i, str) else i["token"] for i in items]
+            lost = [t for t in tokens if self.by_token(t) is None]
+            if lost:
+                return 409, {"error": "lease_lost", "detail": {"lost": lost}}
+            if path == "/api/v1/leases/report":
+                stop = []
+                for item in items:
+                    trial = self.by_token(item["token"])
+                    assert trial is not None
+                    trial.reports.append({"step": item["step"], "losses": item["losses"]})
+                    if trial.number in self.stop_numbers:
+                        stop.append(item["token"])
+                for item in items:
+                    trial = self.by_token(item["token"])
+                    if trial is not None and self.on_report is not None:
+                        self.on_report(trial, item["step"])
+                return 200, {"stop": stop}
+            if path == "/api/v1/leases/complete":
+                for item in items:
+                    trial = self.by_token(item["token"])
+                    assert trial is not None
+                    trial.result, trial.state, trial.token = item, "finished", None
+                return 200, {"accepted": tokens}
+            if path == "/api/v1/leases/release":
+                for token in tokens:
+                    trial = self.by_token(token)
+                    assert trial is not None
+                    trial.token, trial.state = None, "waiting"
+                return 200, {"released": tokens}
+            return 404, {"error": "not_found"}
+
+    def _lease(self, capacity: int) -> dict[str, Any]:
+        leases = []
+        for trial in self.trials:
+            if len(leases) == capacity:
+                break
+            if trial.state != "waiting":
+                continue
+            trial.state, trial.token = "running", "lt_" + secrets.token_urlsafe(8)
+            leases.append(
+                {
+                    "token": trial.token,
+                    "expires_at": "later",
+                    "ttl_s": self.ttl_s,
+                    "trial": {
+                        "job_id": "job-1",
+                        "trial_id": trial.trial_id,
+                        "number": trial.number,
+                        "attempt": trial.attempt,
+                        "task": self.task,
+                        "config": trial.config,
+                        "seeds": self.seeds,
+                        "steps": self.steps,
+                        "report_every": self.report_every,
+                    },
+                }
+            )
+        return {"leases": leases, "retry_after_s": None if leases else 0.05}
+
+
+@contextmanager
+def serve(broker: FakeBroker) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            assert self.headers["Authorization"] == "Bearer wk_test"
+            length = int(self.headers["Content-Length"])
+            status, answer = broker.handle(self.path, json.loads(self.rfile.read(length)))
+            payload = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,116 @@
+"""`acprop-tuner worker`: the command that runs one worker process.
+
+Owns what must happen before JAX initialises (pinning the process to one device; the population
+trainer turns on the persistent compilation cache in `ACPROP_TUNER_JAX_CACHE_DIR`), reading the token (from `--token` or the environment, never
+printed), signal handling (SIGTERM/SIGINT: finish the current chunk, give the unfinished leases
+back, exit 0) and wiring the client, heartbeat and loop together. See docs/workers.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid
+from types import FrameType
+
+TOKEN_ENV = "ACPROP_TUNER_WORKER_TOKEN"
+
+log = logging.getLogger("worker")
+
+
+class DeviceError(ValueError):
+    """`--device` is neither `cpu` nor `gpu:N`."""
+
+
+def pin_device(device: str) -> None:
+    """Restrict this process to one device. Must run before JAX is imported: JAX reads
+    `JAX_PLATFORMS` and CUDA reads `CUDA_VISIBLE_DEVICES` once, at initialisation. With
+    `gpu:N` the process sees only GPU N (as its device 0), so one worker per GPU never
+    touches, or preallocates memory on, another worker's GPU."""
+    if "jax" in sys.modules:
+        raise RuntimeError("pin_device must run before jax is imported")
+    if device == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+        return
+    kind, _, index = device.partition(":")
+    if kind not in ("gpu", "cuda") or not index.isdigit():
+        raise DeviceError(f"--device must be 'cpu' or 'gpu:N' (N a GPU index), got {device!r}")
+    os.environ["CUDA_VISIBLE_DEVICES"] = index
+    os.environ["JAX_PLATFORMS"] = "cuda"
+
+
+def _validate(args: argparse.Namespace) -> str | None:
+    if args.capacity < 1:
+        return "--capacity must be >= 1"
+    if args.seeds is not None and args.seeds < 1:
+        return "--seeds must be >= 1"
+    if args.max_trials is not None and args.max_trials < 1:
+        return "--max-trials must be >= 1"
+    if args.idle_exit is not None and args.idle_exit < 0:
+        return "--idle-exit must be >= 0"
+    return None
+
+
+def worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=os.environ.get("ACPROP_TUNER_WORKER_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request line at INFO; the URL holds no secret, but it is noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    problem = _validate(args)
+    token: str = args.token or os.environ.get(TOKEN_ENV) or ""
+    if problem is None and not token:
+        problem = f"a worker key is required: pass --token or set {TOKEN_ENV}"
+    if problem is not None:
+        print(f"acprop-tuner worker: {problem}", file=sys.stderr)
+        return 2
+    try:
+        pin_device(args.device)
+    except DeviceError as exc:
+        print(f"acprop-tuner worker: {exc}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        # Only set a flag: the loop finishes its chunk and gives its leases back.
+        log.info("received %s: finishing the current chunk", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    # Imported late: the loop imports the population trainer, and with it JAX.
+    from worker.client import WorkerClient
+    from worker.journal import Journal
+    from worker.loop import WorkerLoop, WorkerOptions
+
+    worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    client = WorkerClient(args.server, token)
+    journal = Journal.from_env(worker_id=worker_id)
+    options = WorkerOptions(
+        worker_id=worker_id,
+        capacity=args.capacity,
+        seeds=args.seeds,
+        max_trials=args.max_trials,
+        idle_exit_s=args.idle_exit,
+    )
+    log.info(
+        "worker %s: server %s, capacity %d, device %s",
+        worker_id,
+        args.server,
+        args.capacity,
+        args.device,
+    )
+    try:
+        return WorkerLoop(client, options, stop=stop, journal=journal).run()
+    finally:
+        client.close()
+        journal.close()

@@ -1,0 +1,151 @@
+"""The worker protocol's messages, as the worker sees them (docs/architecture.md).
+
+Owns the typed shapes of what `/api/v1/leases/...` answers and what the worker sends, and their
+translation from and to JSON. Kept apart from the HTTP client so the training loop can build and
+read them without knowing anything about transport, retries or fencing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Job and trial ids are whatever JSON scalar the server uses (integers or UUID strings); the
+# worker only echoes them into its journal, so it keeps them as they came.
+Id = int | str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The job's task: a registry name and its validated options."""
+
+    name: str
+    options: Mapping[str, Any]
+
+    def cache_key(self) -> tuple[str, str]:
+        # Options are a small JSON object; a canonical dump makes them hashable and stable.
+        import json
+
+        return self.name, json.dumps(dict(self.options), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial to train: its identity, configuration, seeds and schedule."""
+
+    job_id: Id
+    trial_id: Id
+    number: int
+    attempt: int
+    task: TaskSpec
+    config: Mapping[str, float]
+    seeds: tuple[int, ...]
+    steps: int
+    report_every: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrialSpec:
+        task = data["task"]
+        return cls(
+            job_id=data["job_id"],
+            trial_id=data["trial_id"],
+            number=int(data["number"]),
+            attempt=int(data["attempt"]),
+            task=TaskSpec(name=str(task["name"]), options=dict(task.get("options") or {})),
+            config={k: float(v) for k, v in data["config"].items() if v is not None},
+            seeds=tuple(int(s) for s in data["seeds"]),
+            steps=int(data["steps"]),
+            report_every=int(data["report_every"]),
+        )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A trial held by this worker until `expires_at`, fenced by `token`."""
+
+    token: str
+    expires_at: str
+    ttl_s: float
+    trial: TrialSpec
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Lease:
+        return cls(
+            token=str(data["token"]),
+            expires_at=str(data.get("expires_at", "")),
+            ttl_s=float(data["ttl_s"]),
+            trial=TrialSpec.from_json(data["trial"]),
+        )
+
+
+@dataclass(frozen=True)
+class LeaseAnswer:
+    leases: tuple[Lease, ...]
+    retry_after_s: float | None
+
+
+@dataclass(frozen=True)
+class HeartbeatAnswer:
+    held: frozenset[str]
+    lost: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ReportAnswer:
+    """`stop`: trials the server wants stopped; `lost`: trials whose lease is gone (409)."""
+
+    accepted: tuple[str, ...]
+    stop: frozenset[str]
+    lost: frozenset[str]
+
+
+@dataclass(frozen=True)
+class CompleteAnswer:
+    accepted: tuple[str, ...]
+    lost: frozenset[str]
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no NaN/Infinity and the server stores no non-finite loss: send null instead."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Report:
+    """One trial's losses per seed at `step` (the end of a chunk)."""
+
+    token: str
+    step: int
+    losses: tuple[float | None, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"token": self.token, "step": self.step, "losses": list(self.losses)}
+
+
+@dataclass(frozen=True)
+class Result:
+    """One trial's outcome, per seed where the protocol asks for it."""
+
+    token: str
+    final_losses: tuple[float | None, ...]
+    validation_losses: tuple[float | None, ...]
+    last_finite_losses: tuple[float | None, ...]
+    diverged_at_step: tuple[int | None, ...]
+    pruned: bool
+    wall_s: float
+    compile_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "final_losses": list(self.final_losses),
+            "validation_losses": list(self.validation_losses),
+            "last_finite_losses": list(self.last_finite_losses),
+            "diverged_at_step": list(self.diverged_at_step),
+            "pruned": self.pruned,
+            "wall_s": round(self.wall_s, 6),
+            "compile_s": round(self.compile_s, 6),
+        }
