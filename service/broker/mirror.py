@@ -104,6 +104,10 @@ class StudyMirror:
     def study(self) -> optuna.Study:
         return self._study
 
+    @property
+    def uses_pruner(self) -> bool:
+        return not isinstance(self._pruner, optuna.pruners.NopPruner)
+
     # -- keeping in step -------------------------------------------------------------------
 
     def sync(self, snapshots: Iterable[TrialSnapshot]) -> None:
@@ -144,7 +148,7 @@ class StudyMirror:
 
     def should_prune(self, trial_id: int, intermediate: Mapping[int, float]) -> bool:
         """Record a running trial's intermediate losses and ask the job's pruner."""
-        if isinstance(self._pruner, optuna.pruners.NopPruner):
+        if not self.uses_pruner:
             return False
         mirror_id = self._mirror_ids.get(trial_id)
         if mirror_id is None:

@@ -13,19 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution
 
-__all__ = ["ACPROP_DEFAULTS", "SearchSpace", "build_pruner", "build_sampler", "search_space"]
+from optimizer.space import HYPERPARAMETERS
+from optimizer.space import SearchSpace as OptimizerSpace
 
-# optax.contrib.acprop's defaults (facts.md); used for a hyperparameter the spec leaves out.
-ACPROP_DEFAULTS: dict[str, float] = {
-    "learning_rate": 1e-3,
-    "b1": 0.9,
-    "b2": 0.999,
-    "eps": 1e-16,
-    "eps_root": 1e-16,
-    "weight_decay": 0.0,
-}
+__all__ = ["SearchSpace", "build_pruner", "build_sampler", "search_space"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,25 +32,13 @@ class SearchSpace:
         """The full ACProp configuration for a trial: sampled values over the fixed ones."""
         config = dict(self.fixed)
         config.update({k: float(v) for k, v in sampled.items()})
-        return config
+        return {k: config[k] for k in HYPERPARAMETERS if k in config}
 
 
 def search_space(spec: Mapping[str, Any]) -> SearchSpace:
-    """Read the search space of a job spec."""
-    space = spec.get("space") or {}
-    distributions: dict[str, BaseDistribution] = {}
-    fixed: dict[str, float] = {}
-    for name, default in ACPROP_DEFAULTS.items():
-        entry = space.get(name)
-        if entry is None:
-            fixed[name] = default
-        elif entry.get("value") is not None:
-            fixed[name] = float(entry["value"])
-        else:
-            distributions[name] = FloatDistribution(
-                float(entry["low"]), float(entry["high"]), log=bool(entry.get("log", False))
-            )
-    return SearchSpace(distributions, fixed)
+    """Read the search space of a job spec (entries left out take optimizer.space defaults)."""
+    space = OptimizerSpace.from_dict(spec.get("space") or {})
+    return SearchSpace(space.distributions(), space.fixed)
 
 
 def build_sampler(spec: Mapping[str, Any]) -> optuna.samplers.BaseSampler:

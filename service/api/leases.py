@@ -1,0 +1,219 @@
+"""The worker protocol's routes, `/api/v1/leases/...` (docs/architecture.md), for worker keys.
+
+Routes are plain `def`: the broker's database and Optuna calls are synchronous and run in
+FastAPI's thread pool, never on the event loop. Losses may arrive as null, NaN or +-Infinity
+(a diverged lane); they are all kept as null, since the server never stores a non-finite
+value. Every other float must be finite.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from service.auth import require_scope
+from service.broker.broker import Broker
+from service.broker.fencing import LeasesLost
+from service.broker.results import ReportIn, ResultIn
+from service.db.models import KeyScope
+from service.errors import Conflict, ErrorBody
+from service.keys import Principal
+
+router = APIRouter(prefix="/api/v1/leases", tags=["worker protocol"])
+
+MAX_BATCH = 4_096  # tokens per call
+MAX_SEEDS = 1_024
+
+Worker = Annotated[Principal, Depends(require_scope(KeyScope.WORKER))]
+
+
+def get_broker(request: Request) -> Broker:
+    return request.app.state.broker
+
+
+BrokerDep = Annotated[Broker, Depends(get_broker)]
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+Loss = Annotated[float | None, AfterValidator(_finite_or_none)]
+Losses = Annotated[list[Loss], Field(max_length=MAX_SEEDS)]
+Token = Annotated[str, Field(min_length=1, max_length=200)]
+Tokens = Annotated[list[Token], Field(max_length=MAX_BATCH)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class LeaseRequest(_In):
+    worker_id: str = Field(min_length=1, max_length=200)
+    capacity: int = Field(1, ge=1, le=4_096)
+
+
+class TrialTask(BaseModel):
+    name: str | None
+    options: dict[str, Any]
+
+
+class LeasedTrial(BaseModel):
+    job_id: str
+    trial_id: int
+    number: int
+    attempt: int
+    task: TrialTask
+    config: dict[str, float]
+    seeds: list[int]
+    steps: int
+    report_every: int
+
+
+class LeaseOut(BaseModel):
+    token: str
+    expires_at: datetime
+    ttl_s: float
+    trial: LeasedTrial
+
+
+class LeaseResponse(BaseModel):
+    leases: list[LeaseOut]
+    retry_after_s: float | None
+
+
+class TokensRequest(_In):
+    tokens: Tokens
+
+
+class HeartbeatResponse(BaseModel):
+    held: list[str]
+    lost: list[str]
+    expires_at: datetime
+
+
+class ReportItem(_In):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=True)
+
+    token: Token
+    step: int = Field(ge=0, le=1_000_000_000)
+    losses: Losses
+
+
+class ReportRequest(_In):
+    reports: Annotated[list[ReportItem], Field(max_length=MAX_BATCH)]
+
+
+class StopResponse(BaseModel):
+    stop: list[str]
+
+
+class ResultItem(_In):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=True)
+
+    token: Token
+    final_losses: Annotated[list[Loss], Field(min_length=1, max_length=MAX_SEEDS)]
+    validation_losses: Losses | None = None
+    last_finite_losses: Losses | None = None
+    diverged_at_step: (
+        Annotated[
+            list[Annotated[int, Field(ge=0, le=1_000_000_000)] | None], Field(max_length=MAX_SEEDS)
+        ]
+        | None
+    ) = None
+    pruned: bool = False
+    wall_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    compile_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
+class CompleteRequest(_In):
+    results: Annotated[list[ResultItem], Field(max_length=MAX_BATCH)]
+
+
+class AcceptedResponse(BaseModel):
+    accepted: list[str]
+
+
+class ReleasedResponse(BaseModel):
+    released: list[str]
+
+
+_LOST = {
+    409: {
+        "model": ErrorBody,
+        "description": "some tokens no longer hold their trial; "
+        "`detail.lost` lists them and nothing was changed",
+    }
+}
+
+
+def _conflict(exc: LeasesLost) -> Conflict:
+    return Conflict({"message": "leases no longer held; drop these trials", "lost": exc.lost})
+
+
+@router.post("", response_model=LeaseResponse)
+def lease(body: LeaseRequest, worker: Worker, broker: BrokerDep) -> LeaseResponse:
+    """Lease up to `capacity` trials, all of one job; an empty list and a retry hint when
+    there is no work."""
+    answer = broker.lease(
+        tenant_id=worker.tenant_id, worker_id=body.worker_id, capacity=body.capacity
+    )
+    return LeaseResponse(
+        leases=[
+            LeaseOut(token=g.token, expires_at=g.expires_at, ttl_s=g.ttl_s, trial=g.trial)  # type: ignore[arg-type]
+            for g in answer.grants
+        ],
+        retry_after_s=answer.retry_after_s,
+    )
+
+
+@router.post("/heartbeat", response_model=HeartbeatResponse)
+def heartbeat(body: TokensRequest, _worker: Worker, broker: BrokerDep) -> HeartbeatResponse:
+    """Renew leases; never 409: says which are no longer held."""
+    held, lost, expires_at = broker.heartbeat(body.tokens)
+    return HeartbeatResponse(held=held, lost=lost, expires_at=expires_at)
+
+
+@router.post("/report", response_model=StopResponse, responses=_LOST)
+def report(body: ReportRequest, _worker: Worker, broker: BrokerDep) -> StopResponse:
+    """Intermediate losses of many trials; answers which trials to stop."""
+    try:
+        stop = broker.report([ReportIn(r.token, r.step, r.losses) for r in body.reports])
+    except LeasesLost as exc:
+        raise _conflict(exc) from None
+    return StopResponse(stop=stop)
+
+
+@router.post("/complete", response_model=AcceptedResponse, responses=_LOST)
+def complete(body: CompleteRequest, _worker: Worker, broker: BrokerDep) -> AcceptedResponse:
+    """Final results of many trials."""
+    items = [
+        ResultIn(
+            token=r.token,
+            final_losses=r.final_losses,
+            validation_losses=r.validation_losses,
+            last_finite_losses=r.last_finite_losses,
+            diverged_at_step=r.diverged_at_step,
+            pruned=r.pruned,
+            wall_s=r.wall_s,
+            compile_s=r.compile_s,
+        )
+        for r in body.results
+    ]
+    try:
+        return AcceptedResponse(accepted=broker.complete(items))
+    except LeasesLost as exc:
+        raise _conflict(exc) from None
+
+
+@router.post("/release", response_model=ReleasedResponse, responses=_LOST)
+def release(body: TokensRequest, _worker: Worker, broker: BrokerDep) -> ReleasedResponse:
+    """Give unfinished trials back (a stopping worker); not counted as attempts."""
+    try:
+        return ReleasedResponse(released=broker.release(body.tokens))
+    except LeasesLost as exc:
+        raise _conflict(exc) from None

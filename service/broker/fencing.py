@@ -1,0 +1,112 @@
+"""Fencing: which of the tokens a worker sends still hold their trial.
+
+A lease is *live* while it has not ended and has not expired. A write carrying a token whose
+lease is not live must change nothing (the worker is answered 409 and drops that trial),
+except where the lease ended because this very write already happened once (a retried HTTP
+call), which is answered as before. Expired-but-not-yet-reaped leases are already not live:
+the reaper's period must not lengthen a lease.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.broker.tokens import hash_token
+from service.db.models import Job, Lease, Trial
+
+__all__ = ["EndReason", "HeldLease", "LeasesLost", "load_leases"]
+
+
+class EndReason(StrEnum):
+    """Why a lease ended (`leases.end_reason`)."""
+
+    COMPLETED = "completed"  # the worker's result was accepted
+    EXPIRED = "expired"  # not renewed in time; counts against max_attempts
+    RELEASED = "released"  # given back by a stopping worker; not counted
+    CANCELLED = "cancelled"  # the job was cancelled
+
+
+class LeasesLost(Exception):
+    """Some tokens of a write no longer hold their trial; nothing was changed."""
+
+    def __init__(self, lost: Iterable[str]) -> None:
+        self.lost = sorted(set(lost))
+        super().__init__(f"{len(self.lost)} lease(s) no longer held")
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLease:
+    """A lease looked up by its token, with what fencing decisions need of its trial and job."""
+
+    token: str
+    lease_id: int
+    trial_id: int
+    attempt: int
+    expires_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+    job_id: uuid.UUID
+    job_status: str
+    trial_state: str
+
+    def live(self, now: datetime) -> bool:
+        return self.ended_at is None and self.expires_at > now
+
+    def ended_by(self, reason: EndReason) -> bool:
+        return self.ended_at is not None and self.end_reason == reason.value
+
+
+def load_leases(
+    session: Session, tokens: Iterable[str], *, lock: bool = False
+) -> dict[str, HeldLease]:
+    """The leases of these tokens, by token; unknown tokens are absent.
+
+    With `lock`, the lease rows are locked (FOR UPDATE) until the transaction ends, so the
+    reaper (which claims with SKIP LOCKED) cannot end them under a write.
+    """
+    by_hash = {hash_token(t): t for t in tokens}
+    if not by_hash:
+        return {}
+    stmt = (
+        select(
+            Lease.token_hash,
+            Lease.id,
+            Lease.trial_id,
+            Lease.attempt,
+            Lease.expires_at,
+            Lease.ended_at,
+            Lease.end_reason,
+            Trial.job_id,
+            Job.status,
+            Trial.state,
+        )
+        .join(Trial, Trial.id == Lease.trial_id)
+        .join(Job, Job.id == Trial.job_id)
+        .where(Lease.token_hash.in_(list(by_hash)))
+        .order_by(Lease.id)
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=Lease)
+    out: dict[str, HeldLease] = {}
+    for row in session.execute(stmt):
+        token = by_hash[row.token_hash]
+        out[token] = HeldLease(
+            token=token,
+            lease_id=row.id,
+            trial_id=row.trial_id,
+            attempt=row.attempt,
+            expires_at=row.expires_at,
+            ended_at=row.ended_at,
+            end_reason=row.end_reason,
+            job_id=row.job_id,
+            job_status=row.status,
+            trial_state=row.state,
+        )
+    return out

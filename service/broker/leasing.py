@@ -1,0 +1,208 @@
+"""Leasing: handing up to K trials of one job to a worker, never more than the job's budget.
+
+Per job, one lease decision at a time: the job's row is locked (`SELECT ... FOR UPDATE`; on
+SQLite the single writer plus the broker's in-process lock do the same), the mirror is
+brought up to date from `trials`, waiting trials (the warm-up sweep, retries, released ones)
+are taken first, and only then new configurations are sampled, until `n_trials` rows exist.
+Everything is written in one transaction (batched inserts) and committed at once: no
+transaction is held while a worker trains.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from service.broker.mirror import StudyMirror, TrialSnapshot
+from service.broker.registry import MirrorRegistry
+from service.broker.tokens import hash_token, new_token
+from service.db.models import Job, JobStatus, Lease, Trial, TrialSource, TrialState
+
+__all__ = ["Grant", "candidate_jobs", "enqueue_trials", "lease_job"]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One leased trial as the worker receives it (the token exists only here)."""
+
+    token: str
+    expires_at: datetime
+    ttl_s: float
+    trial: dict[str, Any]
+
+
+def candidate_jobs(session: Session, tenant_id: uuid.UUID, limit: int = 8) -> list[uuid.UUID]:
+    """Active jobs of the tenant, oldest first (first come, first served)."""
+    return list(
+        session.scalars(
+            select(Job.id)
+            .where(Job.tenant_id == tenant_id, Job.status.in_(JobStatus.active()))
+            .order_by(Job.created_at, Job.id)
+            .limit(limit)
+        )
+    )
+
+
+def lease_job(
+    session: Session,
+    registry: MirrorRegistry,
+    job_id: uuid.UUID,
+    *,
+    worker_id: str,
+    capacity: int,
+    ttl_s: float,
+    now: datetime,
+) -> list[Grant]:
+    """Lease up to `capacity` trials of one job and commit; [] when it has nothing to hand out.
+
+    The caller holds the broker's in-process lock for this job. On any error the job's mirror
+    is dropped (it may hold asked-but-unwritten trials) and rebuilt from the table next time.
+    """
+    job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).one_or_none()
+    if job is None or job.status not in JobStatus.active():
+        session.rollback()
+        return []
+    mirror = registry.get(job)
+    try:
+        with mirror.lock:
+            grants = _lease_locked(session, registry, mirror, job, worker_id, capacity, ttl_s, now)
+    except BaseException:
+        session.rollback()
+        registry.drop(job.id)
+        raise
+    return grants
+
+
+def _lease_locked(
+    session: Session,
+    registry: MirrorRegistry,
+    mirror: StudyMirror,
+    job: Job,
+    worker_id: str,
+    capacity: int,
+    ttl_s: float,
+    now: datetime,
+) -> list[Grant]:
+    registry.sync(session, job.id, mirror)
+    waiting = session.execute(
+        select(Trial.id, Trial.number, Trial.attempt, Trial.params)
+        .where(Trial.job_id == job.id, Trial.state == TrialState.WAITING.value)
+        .order_by(Trial.number)
+        .limit(capacity)
+        .with_for_update(skip_locked=True)
+    ).all()
+    n_new = max(0, min(capacity - len(waiting), job.n_trials - len(mirror)))
+    if not waiting and n_new == 0:
+        session.rollback()
+        return []
+
+    # (trial id, number, attempt, config) of every trial handed out by this call.
+    handed: list[tuple[int, int, int, Mapping[str, float]]] = [
+        (w.id, w.number, w.attempt, w.params) for w in waiting
+    ]
+    if waiting:
+        session.execute(
+            update(Trial)
+            .where(Trial.id.in_([w.id for w in waiting]))
+            .values(state=TrialState.RUNNING.value, started_at=now)
+        )
+    if n_new:
+        first = len(mirror)  # numbers are dense: the mirror holds every row of the job
+        asked = mirror.ask(n_new)
+        rows = [
+            {
+                "job_id": job.id,
+                "number": first + i,
+                "params": a.config,
+                "source": TrialSource.SAMPLER.value,
+                "state": TrialState.RUNNING.value,
+                "attempt": 1,
+                "created_at": now,
+                "started_at": now,
+            }
+            for i, a in enumerate(asked)
+        ]
+        ids = session.scalars(
+            insert(Trial).returning(Trial.id, sort_by_parameter_order=True), rows
+        ).all()
+        for a, trial_id, row in zip(asked, ids, rows, strict=True):
+            mirror.bind(a, TrialSnapshot(trial_id, "running", a.config))
+            handed.append((trial_id, row["number"], 1, a.config))
+
+    expires_at = now + timedelta(seconds=ttl_s)
+    tokens = [new_token() for _ in handed]
+    session.execute(
+        insert(Lease),
+        [
+            {
+                "trial_id": trial_id,
+                "attempt": attempt,
+                "token_hash": hash_token(token),
+                "worker_id": worker_id,
+                "expires_at": expires_at,
+                "created_at": now,
+            }
+            for token, (trial_id, _, attempt, _) in zip(tokens, handed, strict=True)
+        ],
+    )
+    if job.status == JobStatus.QUEUED.value:
+        job.status = JobStatus.RUNNING.value
+        job.started_at = now
+    session.commit()
+
+    task = job.spec.get("task") or {}
+    base = {
+        "job_id": str(job.id),
+        "task": {"name": task.get("name"), "options": task.get("options") or {}},
+        "seeds": list(range(job.seeds)),
+        "steps": job.steps,
+        "report_every": job.report_every,
+    }
+    return [
+        Grant(
+            token,
+            expires_at,
+            ttl_s,
+            {**base, "trial_id": tid, "number": num, "attempt": att, "config": dict(cfg)},
+        )
+        for token, (tid, num, att, cfg) in zip(tokens, handed, strict=True)
+    ]
+
+
+def enqueue_trials(
+    session: Session,
+    job: Job,
+    configs: Sequence[Mapping[str, float]],
+    *,
+    source: TrialSource = TrialSource.WARMUP,
+) -> list[int]:
+    """Add waiting trials with fixed configurations (a warm-start sweep) to a job.
+
+    They are leased before any sampled trial and count against `n_trials` (at most the
+    remaining budget is enqueued). The caller owns the transaction (job submission). Returns
+    the new trial ids.
+    """
+    count = session.scalar(select(func.count()).where(Trial.job_id == job.id)) or 0
+    room = max(0, job.n_trials - count)
+    rows = [
+        {
+            "job_id": job.id,
+            "number": count + i,
+            "params": {k: float(v) for k, v in config.items()},
+            "source": source.value,
+            "state": TrialState.WAITING.value,
+            "attempt": 1,
+        }
+        for i, config in enumerate(list(configs)[:room])
+    ]
+    if not rows:
+        return []
+    return list(
+        session.scalars(insert(Trial).returning(Trial.id, sort_by_parameter_order=True), rows)
+    )

@@ -1,0 +1,257 @@
+"""What workers send back under their leases: heartbeats, reports, completions, releases.
+
+Each call is one transaction over all its tokens (batched reads and writes, one commit).
+Writes are fenced (fencing.py): if any token no longer holds its trial the call raises
+`LeasesLost` and changes nothing, and a repeat of a write that already happened answers as
+the first time did. A cancelled job's leases end at the next heartbeat or report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.broker.fencing import EndReason, HeldLease, LeasesLost, load_leases
+from service.broker.penalty import judge_outcome
+from service.db.models import Job, JobStatus, Lease, Trial, TrialReport, TrialState
+
+__all__ = [
+    "ReportIn",
+    "ResultIn",
+    "complete",
+    "end_cancelled",
+    "heartbeat",
+    "maybe_finish_jobs",
+    "record_reports",
+    "release",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportIn:
+    token: str
+    step: int
+    losses: Sequence[float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultIn:
+    token: str
+    final_losses: Sequence[float | None]
+    validation_losses: Sequence[float | None] | None
+    last_finite_losses: Sequence[float | None] | None
+    diverged_at_step: Sequence[int | None] | None
+    pruned: bool
+    wall_s: float | None
+    compile_s: float | None
+
+
+def end_cancelled(session: Session, leases: Sequence[HeldLease], now: datetime) -> list[str]:
+    """End the live leases of cancelled jobs (their trials go back to waiting, unfinished);
+    returns their tokens. Leases already ended by a cancel are included, so a repeated call
+    answers the same."""
+    out: list[str] = []
+    ending: list[HeldLease] = []
+    for lease in leases:
+        if lease.job_status != JobStatus.CANCELLED.value:
+            continue
+        if lease.ended_at is None:
+            ending.append(lease)
+            out.append(lease.token)
+        elif lease.ended_by(EndReason.CANCELLED):
+            out.append(lease.token)
+    if ending:
+        _end(session, [le.lease_id for le in ending], EndReason.CANCELLED, now)
+        session.execute(
+            update(Trial)
+            .where(Trial.id.in_([le.trial_id for le in ending]), Trial.state == "running")
+            .values(state=TrialState.WAITING.value, attempt=Trial.attempt + 1)
+        )
+    return out
+
+
+def heartbeat(
+    session: Session, tokens: Sequence[str], *, ttl_s: float, now: datetime
+) -> tuple[list[str], list[str], datetime]:
+    """Renew the live leases among `tokens`; returns (held, lost, new expiry) and commits."""
+    leases = load_leases(session, tokens, lock=True)
+    cancelled = set(end_cancelled(session, list(leases.values()), now))
+    held = [t for t, le in leases.items() if t not in cancelled and le.live(now)]
+    expires_at = now + timedelta(seconds=ttl_s)
+    if held:
+        session.execute(
+            update(Lease)
+            .where(Lease.id.in_([leases[t].lease_id for t in held]))
+            .values(expires_at=expires_at)
+        )
+    session.commit()
+    held_set = set(held)
+    return held, [t for t in dict.fromkeys(tokens) if t not in held_set], expires_at
+
+
+def record_reports(
+    session: Session, reports: Sequence[ReportIn], *, now: datetime
+) -> tuple[list[HeldLease], list[str]]:
+    """Store intermediate losses (a repeat is a no-op); returns (the live leases reported on,
+    the tokens to stop because their job was cancelled) and commits.
+
+    A report for an attempt that already completed is a retried call that arrived late: it is
+    acknowledged and ignored, so the stored attempt stays what its completion saw.
+    """
+    leases = load_leases(session, [r.token for r in reports], lock=True)
+    stop = set(end_cancelled(session, list(leases.values()), now))
+    lost = [
+        r.token
+        for r in reports
+        if r.token not in stop
+        and not (r.token in leases and leases[r.token].live(now))
+        and not (r.token in leases and leases[r.token].ended_by(EndReason.COMPLETED))
+    ]
+    if lost:
+        session.commit()  # only a cancel's lease endings, which stand on their own
+        raise LeasesLost(lost)
+    rows = {}
+    for r in reports:
+        lease = leases[r.token]
+        if r.token in stop or not lease.live(now):
+            continue
+        rows[(lease.trial_id, lease.attempt, r.step)] = {
+            "trial_id": lease.trial_id,
+            "attempt": lease.attempt,
+            "step": r.step,
+            "losses": list(r.losses),
+            "created_at": now,
+        }
+    if rows:
+        session.execute(_insert_ignore(session), list(rows.values()))
+    session.commit()
+    live = {r.token: leases[r.token] for r in reports if r.token not in stop}
+    return [le for le in live.values() if le.live(now)], sorted(stop)
+
+
+def complete(
+    session: Session, results: Sequence[ResultIn], *, steps_of: dict, now: datetime
+) -> tuple[list[str], list[int]]:
+    """Record final results; returns (accepted tokens, trial ids newly finished) and commits.
+
+    Locks the jobs' rows first (the lock order every writer of a job's trials follows), so
+    that the job's finished count and status move together with its trials.
+    """
+    tokens = [r.token for r in results]
+    job_ids = {le.job_id for le in load_leases(session, tokens).values()}
+    if job_ids:
+        session.execute(
+            select(Job.id).where(Job.id.in_(job_ids)).order_by(Job.id).with_for_update()
+        ).all()
+    leases = load_leases(session, tokens, lock=True)
+    cancelled = set(end_cancelled(session, list(leases.values()), now))
+    repeated = {t for t, le in leases.items() if le.ended_by(EndReason.COMPLETED)}
+    lost = [
+        t
+        for t in tokens
+        if t in cancelled or (t not in repeated and not (t in leases and leases[t].live(now)))
+    ]
+    if lost:
+        session.commit()
+        raise LeasesLost(lost)
+    fresh: dict[str, ResultIn] = {r.token: r for r in results if r.token not in repeated}
+    updates = []
+    for token, r in fresh.items():
+        lease = leases[token]
+        outcome = judge_outcome(
+            final_losses=r.final_losses,
+            validation_losses=r.validation_losses,
+            last_finite_losses=r.last_finite_losses,
+            diverged_at_step=r.diverged_at_step,
+            steps=steps_of.get(lease.job_id, 0) or 0,
+        )
+        state = outcome.state
+        if r.pruned and state == "complete":
+            state = TrialState.PRUNED.value
+        updates.append(
+            {
+                "id": lease.trial_id,
+                "state": state,
+                "value": outcome.value,
+                "final_losses": list(r.final_losses),
+                "validation_losses": list(r.validation_losses or []),
+                "last_finite_loss": outcome.last_finite_loss,
+                "diverged_at_step": outcome.diverged_at_step,
+                "wall_s": r.wall_s,
+                "compile_s": r.compile_s,
+                "finished_at": now,
+            }
+        )
+    if updates:
+        session.execute(update(Trial), updates)
+        _end(session, [leases[t].lease_id for t in fresh], EndReason.COMPLETED, now)
+        maybe_finish_jobs(session, {leases[t].job_id for t in fresh}, now)
+    session.commit()
+    return list(dict.fromkeys(tokens)), [u["id"] for u in updates]
+
+
+def release(session: Session, tokens: Sequence[str], *, now: datetime) -> list[str]:
+    """Give trials back unfinished (a stopping worker): they return to waiting with the same
+    parameters; the attempt is not counted against max_attempts. Commits."""
+    leases = load_leases(session, tokens, lock=True)
+    repeated = {t for t, le in leases.items() if le.ended_by(EndReason.RELEASED)}
+    lost = [t for t in tokens if t not in repeated and not (t in leases and leases[t].live(now))]
+    if lost:
+        session.rollback()
+        raise LeasesLost(lost)
+    fresh = [leases[t] for t in dict.fromkeys(tokens) if t not in repeated]
+    if fresh:
+        _end(session, [le.lease_id for le in fresh], EndReason.RELEASED, now)
+        # attempt + 1 keeps (trial, attempt) unique per lease; only expired leases count
+        # against max_attempts (reaper.py), so a release costs the trial nothing.
+        session.execute(
+            update(Trial)
+            .where(Trial.id.in_([le.trial_id for le in fresh]))
+            .values(state=TrialState.WAITING.value, attempt=Trial.attempt + 1, started_at=None)
+        )
+    session.commit()
+    return list(dict.fromkeys(tokens))
+
+
+def maybe_finish_jobs(session: Session, job_ids: set, now: datetime) -> None:
+    """Mark running jobs finished once n_trials of their trials are finished (caller holds
+    the jobs' row locks)."""
+    for job_id in job_ids:
+        done = session.scalar(
+            select(func.count())
+            .select_from(Trial)
+            .where(
+                Trial.job_id == job_id,
+                Trial.state.in_([s.value for s in TrialState.finished()]),
+            )
+        )
+        session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.status.in_(JobStatus.active()),
+                Job.n_trials <= (done or 0),
+            )
+            .values(status=JobStatus.FINISHED.value, finished_at=now)
+        )
+
+
+def _end(session: Session, lease_ids: Sequence[int], reason: EndReason, now: datetime) -> None:
+    session.execute(
+        update(Lease)
+        .where(Lease.id.in_(list(lease_ids)), Lease.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason.value)
+    )
+
+
+def _insert_ignore(session: Session):  # type: ignore[no-untyped-def]
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(TrialReport).on_conflict_do_nothing()
+    if session.get_bind().dialect.name == "sqlite":
+        return sqlite.insert(TrialReport).on_conflict_do_nothing()
+    return insert(TrialReport).prefix_with("IGNORE")

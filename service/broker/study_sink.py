@@ -1,0 +1,155 @@
+"""Writing finished trials into the job's Optuna study in the database, exactly once each.
+
+The stored study is a real Optuna study (readable by optuna-dashboard and by `optuna.load_study`)
+with one trial per finished trial of ours, created in one `create_new_trial` call with a
+template (params, value, intermediate losses, user attributes), and its id kept in
+`trials.optuna_trial_id`.
+
+Exactly once, although Optuna never joins our transactions: the finished trial is first
+committed in our table (it is then an entry of an outbox: finished, `optuna_trial_id` NULL);
+a writer claims outbox rows with `FOR UPDATE SKIP LOCKED`, creates the Optuna trials, stores
+their ids and commits, holding only those rows for a few milliseconds. Should a process die
+between Optuna's commit and ours, a recovery pass (the reaper, after a grace period) first
+looks for the trial in the study by its `acprop_trial_id` attribute before writing it.
+
+Outcomes in Optuna: complete -> COMPLETE with its (finite) value; pruned -> PRUNED with its
+intermediate losses; diverged and failed -> FAIL with the step and last finite loss as
+attributes. A non-finite value never reaches Optuna (it would store inf as COMPLETE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import optuna
+from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.trial import TrialState as OptunaState
+from optuna.trial import create_trial
+from sqlalchemy import Row, select, update
+from sqlalchemy.orm import Session
+
+from service.broker.registry import load_intermediate
+from service.broker.sampling import search_space
+from service.db.models import Job, Trial, TrialState
+
+__all__ = ["TRIAL_ID_ATTR", "write_finished"]
+
+TRIAL_ID_ATTR = "acprop_trial_id"
+
+_OPTUNA_STATE = {
+    TrialState.COMPLETE.value: OptunaState.COMPLETE,
+    TrialState.PRUNED.value: OptunaState.PRUNED,
+    TrialState.DIVERGED.value: OptunaState.FAIL,
+    TrialState.FAILED.value: OptunaState.FAIL,
+}
+
+
+def write_finished(
+    session: Session,
+    storage: optuna.storages.BaseStorage,
+    trial_ids: Sequence[int] | None = None,
+    *,
+    finished_before: datetime | None = None,
+    recover: bool = False,
+    limit: int = 500,
+) -> int:
+    """Write outbox trials into their Optuna studies; returns how many were written.
+
+    `trial_ids` restricts the pass to those trials (the hot path, right after a completion);
+    `finished_before` selects old outbox rows (the recovery pass, with `recover=True`, which
+    checks the study for an earlier write before creating the trial).
+    """
+    stmt = (
+        select(Trial, Job.study_name, Job.spec, Job.steps)
+        .join(Job, Job.id == Trial.job_id)
+        .where(
+            Trial.optuna_trial_id.is_(None),
+            Trial.state.in_([s.value for s in TrialState.finished()]),
+        )
+        .order_by(Trial.id)
+        .limit(limit)
+        .with_for_update(of=Trial, skip_locked=True)
+    )
+    if trial_ids is not None:
+        stmt = stmt.where(Trial.id.in_(list(trial_ids)))
+    if finished_before is not None:
+        stmt = stmt.where(Trial.finished_at < finished_before)
+    rows = session.execute(stmt).all()
+    if not rows:
+        session.rollback()
+        return 0
+    intermediate = load_intermediate(session, [(r.Trial.id, r.Trial.attempt) for r in rows])
+    study_ids: dict[str, int] = {}
+    existing: dict[str, dict[int, int]] = {}
+    updates = []
+    for row in rows:
+        trial: Trial = row.Trial
+        if row.study_name not in study_ids:
+            study_ids[row.study_name] = storage.get_study_id_from_name(row.study_name)
+            if recover:
+                existing[row.study_name] = _written(storage, study_ids[row.study_name])
+        optuna_id = existing.get(row.study_name, {}).get(trial.id)
+        if optuna_id is None:
+            template = _template(row, intermediate.get(trial.id, {}))
+            optuna_id = storage.create_new_trial(study_ids[row.study_name], template)
+        updates.append({"id": trial.id, "optuna_trial_id": optuna_id})
+    session.execute(update(Trial), updates)
+    session.commit()
+    return len(updates)
+
+
+def _written(storage: optuna.storages.BaseStorage, study_id: int) -> dict[int, int]:
+    """Our trial id -> Optuna trial id of every trial already written into a study."""
+    out = {}
+    for frozen in storage.get_all_trials(study_id, deepcopy=False):
+        ours = frozen.user_attrs.get(TRIAL_ID_ATTR)
+        if ours is not None:
+            out[int(ours)] = frozen._trial_id
+    return out
+
+
+def _template(row: Row, intermediate: dict[int, float]) -> optuna.trial.FrozenTrial:
+    trial: Trial = row.Trial
+    space = search_space(row.spec)
+    params: dict[str, float] = {}
+    dists: dict[str, BaseDistribution] = {}
+    for name, dist in space.distributions.items():
+        value = trial.params.get(name)
+        if value is None:
+            continue
+        value = float(value)
+        if isinstance(dist, FloatDistribution) and not dist.low <= value <= dist.high:
+            # A warm-start value outside the searched range: widen (Optuna accepts differing
+            # ranges of one parameter across trials, not differing kinds).
+            dist = FloatDistribution(min(dist.low, value), max(dist.high, value), log=dist.log)
+        params[name], dists[name] = value, dist
+    state = _OPTUNA_STATE[trial.state]
+    value = trial.value if state == OptunaState.COMPLETE else None
+    attrs = {
+        TRIAL_ID_ATTR: trial.id,
+        "number": trial.number,
+        "attempt": trial.attempt,
+        "state": trial.state,
+        "source": trial.source,
+        "config": {k: float(v) for k, v in trial.params.items()},
+        "final_losses": trial.final_losses,
+        "validation_losses": trial.validation_losses,
+        "diverged_at_step": trial.diverged_at_step,
+        "last_finite_loss": trial.last_finite_loss,
+        "wall_s": trial.wall_s,
+        "compile_s": trial.compile_s,
+    }
+    return create_trial(
+        state=state,
+        value=value,
+        params=params,
+        distributions=dists,
+        intermediate_values=intermediate,
+        user_attrs={k: v for k, v in attrs.items() if v is not None},
+    )
+
+
+def study_trial_count(storage: optuna.storages.BaseStorage, study_name: str) -> int:
+    """How many trials the job's stored study holds (used by tests and checks)."""
+    return len(storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False))
