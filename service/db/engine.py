@@ -17,11 +17,20 @@ from service.settings import Settings
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from the driver (it would BEGIN lazily, before the first
+    # write), so that each transaction starts with BEGIN IMMEDIATE below: SQLite has one
+    # writer, and a transaction that reads and then writes would otherwise fail with
+    # "database is locked" instead of waiting for the other writer.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def engine_kwargs(settings: Settings) -> dict[str, Any]:
@@ -60,4 +69,5 @@ def create_db_engine(settings: Settings) -> Engine:
     engine = create_engine(url, **engine_kwargs(settings))
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine

@@ -69,8 +69,12 @@ def check_at_head(engine: Engine) -> None:
     current = current_revision(engine)
     head = head_revision()
     if current != head:
-        found = "an empty database" if current is None else f"revision {current}"
+        found = (
+            "the database has no acprop-tuner schema yet"
+            if current is None
+            else f"the database is at revision {current}"
+        )
         raise SchemaNotAtHead(
-            f"the database is at {found}, this version of acprop-tuner needs revision {head}: "
+            f"{found}, this version of acprop-tuner needs revision {head}: "
             "run `acprop-tuner migrate` (with the same ACPROP_TUNER_DATABASE_URL) and start again"
         )

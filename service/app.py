@@ -1,0 +1,85 @@
+"""The application factory: ``create_app(settings)`` wires settings, database, routers,
+middleware and error handlers into one FastAPI app.
+
+Nothing happens at import time: the engine is built by the factory and disposed of when the
+app shuts down. At startup the app refuses to run on a database whose schema is not at the
+migrations' head, and says what to run (``acprop-tuner migrate``).
+
+Routers: ``service.api.health`` (``/healthz``, ``/readyz``, ``/metrics``) and, under
+``/api/v1``, ``service.api.jobs``; the worker protocol of issue #4 registers its router in
+:func:`_include_routers`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from acprop_tuner import __version__
+from service.api import health
+from service.api import jobs as jobs_api
+from service.db.engine import create_db_engine
+from service.db.migrate import check_at_head
+from service.db.session import create_session_factory
+from service.errors import install_error_handlers
+from service.middleware import BodySizeLimitMiddleware, Metrics, MetricsMiddleware
+from service.ratelimit import TokenBucketLimiter
+from service.settings import Settings, get_settings
+from service.studies import Studies
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def _include_routers(app: FastAPI) -> None:
+    app.include_router(health.router)
+    app.include_router(jobs_api.router, prefix=API_PREFIX)
+
+
+def create_app(settings: Settings | None = None, *, check_schema: bool = True) -> FastAPI:
+    """Build the API for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    engine = create_db_engine(settings)
+    studies = Studies(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if check_schema:
+            await run_in_threadpool(check_at_head, engine)
+        logger.info("acprop-tuner API on %s", settings.database_url_redacted())
+        try:
+            yield
+        finally:
+            studies.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="acprop-tuner",
+        version=__version__,
+        summary="Find a safe, good initial configuration for ACProp (optax.contrib.acprop).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = create_session_factory(engine)
+    app.state.studies = studies
+    app.state.rate_limiter = TokenBucketLimiter(
+        settings.rate_limit_per_s, settings.rate_limit_burst
+    )
+    app.state.metrics = Metrics()
+
+    install_error_handlers(app, retry_after_unavailable_s=settings.retry_after_unavailable_s)
+    _include_routers(app)
+    # Added last = outermost: the size limit runs before anything reads the body.
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=app.state.metrics,
+        paths=lambda: [*app.openapi()["paths"], "/openapi.json", "/docs"],
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app

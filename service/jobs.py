@@ -1,0 +1,334 @@
+"""Tuning jobs: the use cases behind the jobs API, each owning its transaction.
+
+Owns submission (quotas, idempotency, the job's Optuna study), reading jobs with their
+progress and trials, cancelling, deleting, and the job status machine that the broker
+(issue #4) drives: ``queued -> running`` when a trial is first leased, then ``finished``,
+``cancelled`` or ``failed``. Every query is scoped by tenant: another tenant's job is
+indistinguishable from one that does not exist (404).
+
+Optuna is never called while one of our write transactions is open: on SQLite the two
+would wait on each other's lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from service.db.models import Job, JobStatus, Tenant, Trial, TrialReport, TrialState, utcnow
+from service.errors import Conflict, NotFound, QuotaExceeded
+from service.keys import Principal
+from service.schemas import JobCreate
+from service.settings import Settings
+from service.studies import Studies, study_name
+
+# Allowed status changes; anything else is a 409.
+_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset({JobStatus.FINISHED, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.FINISHED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job with what the API shows beside it."""
+
+    job: Job
+    counts: dict[str, int]
+    best_value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrialView:
+    trial: Trial
+    intermediate: list[tuple[int, list[float | None]]]
+
+
+def parse_job_id(raw: str) -> uuid.UUID:
+    """A job id from a URL; anything that is not a UUID is simply not found."""
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, AttributeError, TypeError):
+        raise NotFound(f"no job {raw[:64]!r}") from None
+
+
+def transition(job: Job, to: JobStatus, *, error: str | None = None) -> None:
+    """Move ``job`` to status ``to`` and stamp the time (the caller commits).
+
+    Raises:
+        Conflict: the change is not allowed from the job's current status.
+    """
+    current = JobStatus(job.status)
+    if to not in _TRANSITIONS[current]:
+        raise Conflict(f"job {job.id} is {current.value} and cannot become {to.value}")
+    now = utcnow()
+    job.status = to.value
+    if to is JobStatus.RUNNING:
+        job.started_at = now
+    else:
+        job.finished_at = now
+    if to is JobStatus.CANCELLED:
+        job.cancelled_at = now
+    if error is not None:
+        job.error = error
+
+
+def _quota_checks(
+    session: Session, settings: Settings, tenant_id: uuid.UUID, body: JobCreate
+) -> None:
+    retry = settings.retry_after_quota_s
+    limits = (
+        ("n_trials", body.budget.n_trials, settings.quota_trials_per_job, "trials per job"),
+        ("steps", body.budget.steps, settings.quota_steps_per_trial, "steps per trial"),
+        ("seeds", body.budget.seeds, settings.quota_seeds_per_trial, "seeds per trial"),
+    )
+    for field, value, limit, what in limits:
+        if value > limit:
+            raise QuotaExceeded(
+                {
+                    "quota": what,
+                    "field": f"budget.{field}",
+                    "limit": limit,
+                    "requested": value,
+                    "msg": f"budget.{field} = {value} exceeds this tenant's quota of {limit} {what}",
+                },
+                retry,
+            )
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.tenant_id == tenant_id, Job.status.in_([s.value for s in JobStatus.active()]))
+    )
+    if (active or 0) >= settings.quota_active_jobs:
+        raise QuotaExceeded(
+            {
+                "quota": "active jobs",
+                "limit": settings.quota_active_jobs,
+                "msg": f"this tenant already has {active} queued or running jobs (quota "
+                f"{settings.quota_active_jobs}); cancel one or wait for one to finish",
+            },
+            retry,
+        )
+
+
+def _by_idempotency_key(session: Session, tenant_id: uuid.UUID, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
+
+
+def _replay(job: Job, spec: dict[str, Any], name: str) -> Job:
+    if job.spec != spec or job.name != name:
+        raise Conflict("this Idempotency-Key was already used for a different job; use a new key")
+    return job
+
+
+def create_job(
+    session: Session,
+    studies: Studies,
+    settings: Settings,
+    principal: Principal,
+    body: JobCreate,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Submit a job; returns it and whether it was created (False: an idempotent replay)."""
+    spec = body.spec()
+    name = body.name or body.task.name
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, spec, name), False
+    _quota_checks(session, settings, principal.tenant_id, body)
+    session.rollback()  # end the read transaction before Optuna writes
+
+    job_id = uuid.uuid4()
+    name_of_study = study_name(job_id)
+    studies.ensure(name_of_study)
+
+    # Serialise submissions of one tenant on Postgres, so the active-jobs quota holds under
+    # concurrency (SQLite has a single writer anyway).
+    session.execute(select(Tenant.id).where(Tenant.id == principal.tenant_id).with_for_update())
+    try:
+        if idempotency_key is not None:
+            existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
+            if existing is not None:
+                raise _LostRace(existing)
+        _quota_checks(session, settings, principal.tenant_id, body)
+        budget = spec["budget"]
+        job = Job(
+            id=job_id,
+            tenant_id=principal.tenant_id,
+            name=name,
+            spec=spec,
+            status=JobStatus.QUEUED.value,
+            n_trials=budget["n_trials"],
+            steps=budget["steps"],
+            seeds=budget["seeds"],
+            report_every=budget["report_every"],
+            max_attempts=budget["max_attempts"],
+            study_name=name_of_study,
+            idempotency_key=idempotency_key,
+        )
+        session.add(job)
+        session.commit()
+    except _LostRace as race:
+        session.rollback()
+        studies.delete(name_of_study)
+        return _replay(race.job, spec, name), False
+    except BaseException:
+        session.rollback()
+        studies.delete(name_of_study)
+        raise
+    return job, True
+
+
+class _LostRace(Exception):
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+
+def _owned_job(
+    session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID, *, lock: bool = False
+) -> Job:
+    query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
+    if lock:
+        query = query.with_for_update()
+    job = session.scalar(query)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def _views(session: Session, jobs: list[Job]) -> list[JobView]:
+    ids = [job.id for job in jobs]
+    counts: dict[uuid.UUID, dict[str, int]] = {i: {} for i in ids}
+    best: dict[uuid.UUID, float | None] = dict.fromkeys(ids)
+    if ids:
+        rows = session.execute(
+            select(Trial.job_id, Trial.state, func.count())
+            .where(Trial.job_id.in_(ids))
+            .group_by(Trial.job_id, Trial.state)
+        ).all()
+        for job_id, state, n in rows:
+            counts[job_id][state] = n
+        for job_id, value in session.execute(
+            select(Trial.job_id, func.min(Trial.value))
+            .where(Trial.job_id.in_(ids), Trial.state == TrialState.COMPLETE.value)
+            .group_by(Trial.job_id)
+        ).all():
+            best[job_id] = value
+    return [JobView(job, counts[job.id], best[job.id]) for job in jobs]
+
+
+def get_job(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
+    view = _views(session, [_owned_job(session, tenant_id, job_id)])[0]
+    session.rollback()
+    return view
+
+
+def list_jobs(
+    session: Session,
+    tenant_id: uuid.UUID,
+    *,
+    status: JobStatus | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[JobView], int]:
+    where = [Job.tenant_id == tenant_id]
+    if status is not None:
+        where.append(Job.status == status.value)
+    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+    jobs = list(
+        session.scalars(
+            select(Job)
+            .where(*where)
+            .order_by(Job.created_at.desc(), Job.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+    views = _views(session, jobs)
+    session.rollback()
+    return views, total
+
+
+def list_trials(
+    session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID, *, after: int, limit: int
+) -> tuple[list[TrialView], int | None]:
+    """Trials numbered above ``after``, in order, with their current attempt's reports."""
+    _owned_job(session, tenant_id, job_id)
+    trials = list(
+        session.scalars(
+            select(Trial)
+            .where(Trial.job_id == job_id, Trial.number > after)
+            .order_by(Trial.number)
+            .limit(limit + 1)
+        )
+    )
+    more = len(trials) > limit
+    trials = trials[:limit]
+    reports: dict[int, list[tuple[int, list[float | None]]]] = {t.id: [] for t in trials}
+    if trials:
+        rows = session.execute(
+            select(TrialReport.trial_id, TrialReport.step, TrialReport.losses)
+            .join(
+                Trial, (Trial.id == TrialReport.trial_id) & (Trial.attempt == TrialReport.attempt)
+            )
+            .where(TrialReport.trial_id.in_(list(reports)))
+            .order_by(TrialReport.trial_id, TrialReport.step)
+        ).all()
+        for trial_id, step, losses in rows:
+            reports[trial_id].append((step, losses))
+    session.rollback()
+    next_after = trials[-1].number if (more and trials) else None
+    return [TrialView(t, reports[t.id]) for t in trials], next_after
+
+
+def cancel_job(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
+    """Cancel a queued or running job; cancelling a cancelled job is a no-op."""
+    job = _owned_job(session, tenant_id, job_id, lock=True)
+    if job.status != JobStatus.CANCELLED.value:
+        transition(job, JobStatus.CANCELLED)
+        session.commit()
+    return get_job(session, tenant_id, job_id)
+
+
+def delete_job(session: Session, studies: Studies, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    """Delete a job, its trials, leases and reports, and its Optuna study."""
+    job = _owned_job(session, tenant_id, job_id)
+    name = job.study_name
+    session.rollback()
+    studies.delete(name)
+    _owned_job(session, tenant_id, job_id, lock=True)
+    # The database cascades to trials, leases and reports.
+    session.execute(delete(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+    session.commit()
+
+
+def get_recommendation(session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID) -> Any:
+    """The job's recommendation (issue #5); until it exists, a 409 that says why.
+
+    ``tenant_id`` None reads any tenant's job (the local ``acprop-tuner recommend``).
+    """
+    query = select(Job).where(Job.id == job_id)
+    if tenant_id is not None:
+        query = query.where(Job.tenant_id == tenant_id)
+    job = session.scalar(query)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    finished = session.scalar(
+        select(func.count())
+        .select_from(Trial)
+        .where(Trial.job_id == job_id, Trial.state.in_([s.value for s in TrialState.finished()]))
+    )
+    session.rollback()
+    raise Conflict(
+        f"no recommendation for job {job_id} yet: {finished or 0} of {job.n_trials} trials "
+        "have finished, and this server does not compute recommendations yet; "
+        "read the trials at /api/v1/jobs/{id}/trials meanwhile"
+    )

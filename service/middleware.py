@@ -1,0 +1,144 @@
+"""Pure ASGI middleware: the request-body size limit and the Prometheus request metrics.
+
+The size limit reads the body before the application does, counting bytes as they arrive,
+so it holds whether or not the client sent ``Content-Length`` (chunked uploads included);
+a body over the limit gets 413 in the service's error shape and the application never runs.
+Bodies are small (64 KiB by default), so the accepted body is replayed to the application
+from memory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+async def _send_error(send: Send, status: int, error: str, detail: str) -> None:
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 to any request whose body exceeds ``max_bytes``."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"the request body is larger than the limit of {self.max_bytes} bytes"
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                if not value.isdigit():
+                    await _send_error(send, 400, "bad_request", "invalid Content-Length header")
+                    return
+                if int(value) > self.max_bytes:
+                    await _send_error(send, 413, "payload_too_large", too_large)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _send_error(send, 413, "payload_too_large", too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class Metrics:
+    """The process's Prometheus metrics, in a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "acprop_tuner_http_requests",
+            "HTTP requests answered, by method, route template and status code",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "acprop_tuner_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template",
+            ("method", "route"),
+            registry=self.registry,
+        )
+        self.jobs_created = Counter(
+            "acprop_tuner_jobs_created", "Tuning jobs created", registry=self.registry
+        )
+
+
+class MetricsMiddleware:
+    """Count and time every HTTP request by its route template (never the raw path, whose
+    ids would make the label set unbounded). Templates come from ``paths()`` (the OpenAPI
+    paths of the app), compiled on first use."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, paths: Callable[[], Iterable[str]]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._paths = paths
+        self._templates: list[tuple[re.Pattern[str], str]] | None = None
+
+    def _template(self, path: str) -> str:
+        if self._templates is None:
+            self._templates = [(compile_path(p)[0], p) for p in self._paths()]
+        for regex, template in self._templates:
+            if regex.match(path):
+                return template
+        return "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            template = self._template(scope.get("path", ""))
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

@@ -1,0 +1,318 @@
+"""The API's request and response schemas (pydantic), translated at the edges.
+
+Requests are strict: unknown fields are rejected, every float must be finite, strings and
+collections are bounded. A job's search space is checked against ACProp's rules by
+``optimizer.space`` and its task by ``optimizer.tasks.validate_task_options`` (both jax-free),
+so a 422 names the offending field. Responses never carry a non-finite float (it would not be
+valid JSON): such values are rendered as ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from optimizer.space import Fixed, Range, SearchSpace, SpaceError, validate_entry
+from optimizer.tasks import TaskOptionsError, validate_task_options
+
+JobStatusName = Literal["queued", "running", "finished", "cancelled", "failed"]
+TrialStateName = Literal["waiting", "running", "complete", "pruned", "diverged", "failed"]
+SamplerName = Literal["tpe", "random", "gp", "cmaes", "qmc"]
+PrunerName = Literal["none", "median", "successive-halving", "hyperband"]
+
+# Hard bounds of the schema (422 beyond them); per-tenant quotas in the settings are lower.
+MAX_TRIALS = 100_000
+MAX_STEPS = 10_000_000
+MAX_SEEDS = 1_024
+MAX_ATTEMPTS = 20
+MAX_NAME = 200
+MAX_TASK_OPTIONS = 64
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
+
+
+class FixedValue(StrictModel):
+    """A hyperparameter held at one value."""
+
+    value: float
+
+
+class RangeValue(StrictModel):
+    """A hyperparameter searched on [low, high] (on a log scale if ``log``)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+
+def _entry_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "fixed" if "value" in value else "range"
+    return "fixed" if isinstance(value, FixedValue) else "range"
+
+
+SpaceEntry = Annotated[
+    Annotated[FixedValue, Tag("fixed")] | Annotated[RangeValue, Tag("range")],
+    Discriminator(_entry_kind),
+]
+
+
+class SpaceIn(StrictModel):
+    """The search space; a hyperparameter left out takes its default entry."""
+
+    learning_rate: SpaceEntry | None = Field(
+        None, description="default: searched on [1e-5, 1], log scale; must be > 0"
+    )
+    b1: SpaceEntry | None = Field(None, description="default: 0.9 fixed; in [0, 1)")
+    b2: SpaceEntry | None = Field(None, description="default: 0.999 fixed; in [0, 1)")
+    eps: SpaceEntry | None = Field(None, description="default: 1e-16 fixed; >= 0")
+    eps_root: SpaceEntry | None = Field(
+        None, description="default: searched on [1e-16, 1e-6], log scale; >= 0"
+    )
+    weight_decay: SpaceEntry | None = Field(None, description="default: 0 fixed; >= 0")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _acprop_rules(cls, entry: SpaceEntry | None, info: ValidationInfo) -> SpaceEntry | None:
+        if entry is None:
+            return None
+        domain = (
+            Fixed(entry.value)
+            if isinstance(entry, FixedValue)
+            else Range(entry.low, entry.high, entry.log)
+        )
+        try:
+            validate_entry(str(info.field_name), domain)
+        except SpaceError as exc:
+            raise PydanticCustomError("value_error", exc.message) from None
+        return entry
+
+    def to_domain(self) -> SearchSpace:
+        entries: dict[str, Fixed | Range] = {}
+        for name in type(self).model_fields:
+            entry = getattr(self, name)
+            if isinstance(entry, FixedValue):
+                entries[name] = Fixed(entry.value)
+            elif isinstance(entry, RangeValue):
+                entries[name] = Range(entry.low, entry.high, entry.log)
+        return SearchSpace(**entries)  # type: ignore[arg-type]
+
+
+class TaskIn(StrictModel):
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_NAME,
+        description="a built-in task, `package.module:factory`, or an entry point name",
+    )
+    options: dict[Annotated[str, Field(max_length=100)], Any] = Field(
+        default_factory=dict, max_length=MAX_TASK_OPTIONS
+    )
+
+    @field_validator("options", mode="after")
+    @classmethod
+    def _options_valid(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("name")
+        if name is None:  # the name already failed
+            return options
+        try:
+            return validate_task_options(name, options)
+        except TaskOptionsError as exc:
+            raise PydanticCustomError("value_error", str(exc)) from None
+
+
+class BudgetIn(StrictModel):
+    n_trials: int = Field(64, ge=1, le=MAX_TRIALS, description="trials in the job")
+    steps: int = Field(300, ge=1, le=MAX_STEPS, description="training steps per trial")
+    seeds: int = Field(2, ge=1, le=MAX_SEEDS, description="seeds trained per trial")
+    report_every: int | None = Field(
+        None, ge=1, le=MAX_STEPS, description="steps between loss reports (default 25)"
+    )
+    max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS, description="tries of a trial")
+
+    @field_validator("report_every", mode="after")
+    @classmethod
+    def _within_steps(cls, value: int | None, info: ValidationInfo) -> int | None:
+        steps = info.data.get("steps")
+        if value is not None and steps is not None and value > steps:
+            raise PydanticCustomError("value_error", f"report_every must be <= steps ({steps})")
+        return value
+
+
+class JobCreate(StrictModel):
+    """A tuning job. Only ``task.name`` is required."""
+
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
+    task: TaskIn
+    space: SpaceIn = Field(default_factory=SpaceIn)
+    budget: BudgetIn = Field(default_factory=BudgetIn)
+    sampler: SamplerName = "tpe"
+    pruner: PrunerName = "none"
+    warm_start: bool = Field(
+        True, description="begin with a log-spaced learning-rate sweep (see the recommendation)"
+    )
+
+    def spec(self) -> dict[str, Any]:
+        """The complete job with every default resolved, as stored in ``jobs.spec``."""
+        budget = self.budget.model_dump()
+        if budget["report_every"] is None:
+            budget["report_every"] = min(25, budget["steps"])
+        return {
+            "task": {"name": self.task.name, "options": self.task.options},
+            "space": self.space.to_domain().to_dict(),
+            "budget": budget,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "warm_start": self.warm_start,
+        }
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    return value
+
+
+class OutModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class TaskOut(OutModel):
+    name: str
+    options: dict[str, Any]
+
+
+class BudgetOut(OutModel):
+    n_trials: int
+    steps: int
+    seeds: int
+    report_every: int
+    max_attempts: int
+
+
+class FixedOut(OutModel):
+    value: float
+
+
+class RangeOut(OutModel):
+    low: float
+    high: float
+    log: bool
+
+
+SpaceEntryOut = FixedOut | RangeOut
+
+
+class Progress(OutModel):
+    n_trials: int = Field(description="trials the job will run")
+    finished: int = Field(description="complete + pruned + diverged + failed")
+    waiting: int
+    running: int
+    complete: int
+    pruned: int
+    diverged: int
+    failed: int
+
+
+class JobOut(OutModel):
+    id: uuid.UUID
+    name: str
+    status: JobStatusName
+    task: TaskOut
+    space: dict[str, SpaceEntryOut]
+    budget: BudgetOut
+    sampler: SamplerName
+    pruner: PrunerName
+    warm_start: bool
+    study_name: str
+    progress: Progress
+    best_value: float | None = Field(description="lowest final loss of a complete trial")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancelled_at: datetime | None
+    error: str | None
+
+    @field_validator("best_value", mode="before")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        return _finite_or_none(value)
+
+
+class JobList(OutModel):
+    jobs: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class IntermediateOut(OutModel):
+    step: int
+    losses: list[float | None] = Field(description="one loss per seed (null: not finite)")
+
+    @field_validator("losses", mode="before")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        return _finite_or_none(value)
+
+
+class TrialOut(OutModel):
+    number: int
+    state: TrialStateName
+    source: Literal["warmup", "sampler"]
+    attempt: int
+    params: dict[str, float | None]
+    value: float | None
+    intermediate: list[IntermediateOut]
+    diverged_at_step: int | None
+    last_finite_loss: float | None
+    final_losses: list[float | None] | None
+    validation_losses: list[float | None] | None
+    wall_s: float | None
+    compile_s: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @field_validator(
+        "value",
+        "last_finite_loss",
+        "final_losses",
+        "validation_losses",
+        "wall_s",
+        "compile_s",
+        "params",
+        mode="before",
+    )
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        return _finite_or_none(value)
+
+
+class TrialList(OutModel):
+    trials: list[TrialOut]
+    next_after: int | None = Field(
+        description="pass as `after` to get the next page; null when this page was the last"
+    )
+
+
+class Status(OutModel):
+    status: str
