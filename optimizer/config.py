@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,8 +71,9 @@ class ACPropConfig:
         for name in HYPERPARAMETERS:
             value = getattr(self, name)
             low, high, low_ok, high_ok, allowed = _RANGES[name]
-            # bool is an int subclass; a JSON `true` is not a learning rate.
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            # numbers.Real admits numpy scalars; bool is an int subclass, and a JSON `true` is
+            # not a learning rate.
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ConfigError(f"{name} must be {allowed}, got {value!r}")
             value = float(value)
             in_range = (

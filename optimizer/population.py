@@ -56,7 +56,7 @@ from optimizer._population_results import ChunkResult, FinalResult
 from optimizer.config import HYPERPARAMETERS, ACPropConfig
 from optimizer.tasks.base import Task
 
-__all__ = ["ChunkResult", "FinalResult", "Population", "PopulationTrainer"]
+__all__ = ["ChunkResult", "FinalResult", "Population", "PopulationTrainer", "seed_keys"]
 
 Array = jax.Array
 
@@ -73,6 +73,14 @@ class LaneState(NamedTuple):
     initial_loss: Array  # float32: the loss of step 0
     last_finite_step: Array  # int32: the step `loss` belongs to
     reported_loss: Array  # float32: the chunk loss last reported (step 0: the initial loss)
+
+
+def seed_keys(seed: int | Array) -> tuple[Array, Array]:
+    """``(init_key, data_key)`` of a seed: lane ``(k, s)`` starts from
+    ``task.init_params(init_key)`` and trains on ``task.batch(data_key, t)``, so any lane can
+    be reproduced outside the trainer."""
+    key = jax.random.key(seed)
+    return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
 
 
 def _update_fn() -> optax.GradientTransformation:
@@ -148,9 +156,7 @@ def _build_init(task: Task, n_configs: int) -> Callable[..., tuple[LaneState, Ar
     value_and_grad = jax.value_and_grad(task.loss)
 
     def init(hparams: dict[str, Array], seeds: Array) -> tuple[LaneState, Array]:
-        keys = jax.vmap(jax.random.key)(seeds)
-        init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-        data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+        init_keys, data_keys = jax.vmap(seed_keys)(seeds)
         # Per seed, shared by all configurations: parameters, step 0's loss and gradient.
         params_s = jax.vmap(task.init_params)(init_keys)
         loss_s, grads_s = jax.vmap(lambda p, k: value_and_grad(p, task.batch(k, jnp.int32(1))))(
@@ -260,7 +266,10 @@ class PopulationTrainer:
         self.divergence_factor = divergence_factor
         self.cache = compile_cache.PROGRAMS if cache is None else cache
         self.compile_s = 0.0  # compile time this trainer spent on cache misses
+        # The task's class is part of the key, so two custom tasks that share a meta name
+        # cannot share a program.
         self._key = (
+            f"{type(task).__module__}.{type(task).__qualname__}",
             task.meta.name,
             compile_cache.options_key(task.meta.options),
             n_configs,
