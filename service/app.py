@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from acprop_tuner import __version__
 from service.api import health
 from service.api import jobs as jobs_api
+from service.api import leases as leases_api
 from service.db.engine import create_db_engine
 from service.db.migrate import check_at_head
 from service.db.session import create_session_factory
@@ -39,6 +40,7 @@ API_PREFIX = "/api/v1"
 def _include_routers(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(jobs_api.router, prefix=API_PREFIX)
+    app.include_router(leases_api.router, prefix=API_PREFIX)
 
 
 def create_app(settings: Settings | None = None, *, check_schema: bool = True) -> FastAPI:

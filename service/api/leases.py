@@ -9,10 +9,12 @@ value. Every other float must be finite.
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.auth import require_scope
@@ -23,7 +25,32 @@ from service.db.models import KeyScope
 from service.errors import Conflict, ErrorBody
 from service.keys import Principal
 
-router = APIRouter(prefix="/api/v1/leases", tags=["worker protocol"])
+
+def make_broker(app: FastAPI) -> Broker:
+    """The app's broker, built from its settings, session factory and Optuna storage."""
+    settings = app.state.settings
+    return Broker(
+        app.state.session_factory,
+        app.state.studies.storage,
+        lease_ttl_s=settings.lease_ttl_s,
+        retry_after_s=settings.lease_retry_after_s,
+        reaper_period_s=settings.reaper_period_s,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Merged into the app's lifespan by `include_router`: the broker and its reaper thread
+    live as long as the app (the reaper stops before the engine is disposed)."""
+    app.state.broker = make_broker(app)
+    app.state.broker.reaper.start()
+    try:
+        yield
+    finally:
+        app.state.broker.reaper.stop()
+
+
+router = APIRouter(prefix="/leases", tags=["worker protocol"], lifespan=lifespan)
 
 MAX_BATCH = 4_096  # tokens per call
 MAX_SEEDS = 1_024
@@ -32,7 +59,10 @@ Worker = Annotated[Principal, Depends(require_scope(KeyScope.WORKER))]
 
 
 def get_broker(request: Request) -> Broker:
-    return request.app.state.broker
+    broker = getattr(request.app.state, "broker", None)
+    if broker is None:  # an app served without its lifespan (no reaper then)
+        broker = request.app.state.broker = make_broker(request.app)
+    return broker
 
 
 BrokerDep = Annotated[Broker, Depends(get_broker)]
