@@ -120,7 +120,7 @@ class TaskIn(StrictModel):
         description="a built-in task, `package.module:factory`, or an entry point name",
     )
     options: dict[Annotated[str, Field(max_length=100)], Any] = Field(
-        default_factory=dict, max_length=MAX_TASK_OPTIONS
+        default_factory=dict, max_length=MAX_TASK_OPTIONS, validate_default=True
     )
 
     @field_validator("options", mode="after")
