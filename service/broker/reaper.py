@@ -25,7 +25,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.broker.fencing import EndReason
-from service.broker.results import maybe_finish_jobs
 from service.broker.study_sink import write_finished
 from service.db.models import Job, Lease, Trial, TrialState, utcnow
 
@@ -90,7 +89,6 @@ def _reap_job(session: Session, job_id: uuid.UUID, now: datetime) -> list[int]:
             .where(Trial.id.in_(failed))
             .values(state=TrialState.FAILED.value, finished_at=now)
         )
-        maybe_finish_jobs(session, {job_id}, now)
     session.commit()
     log.info(
         "reaped %d lease(s) of job %s: %d retried, %d failed",

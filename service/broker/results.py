@@ -139,8 +139,8 @@ def complete(
 ) -> tuple[list[str], list[int]]:
     """Record final results; returns (accepted tokens, trial ids newly finished) and commits.
 
-    Locks the jobs' rows first (the lock order every writer of a job's trials follows), so
-    that the job's finished count and status move together with its trials.
+    Locks the jobs' rows first: the lock order every writer of a job's trials follows. The
+    job becomes finished when its trials are also in its Optuna study (study_sink.py).
     """
     tokens = [r.token for r in results]
     job_ids = {le.job_id for le in load_leases(session, tokens).values()}
@@ -190,7 +190,6 @@ def complete(
     if updates:
         session.execute(update(Trial), updates)
         _end(session, [leases[t].lease_id for t in fresh], EndReason.COMPLETED, now)
-        maybe_finish_jobs(session, {leases[t].job_id for t in fresh}, now)
     session.commit()
     return list(dict.fromkeys(tokens)), [u["id"] for u in updates]
 
@@ -219,8 +218,15 @@ def release(session: Session, tokens: Sequence[str], *, now: datetime) -> list[s
 
 
 def maybe_finish_jobs(session: Session, job_ids: set, now: datetime) -> None:
-    """Mark running jobs finished once n_trials of their trials are finished (caller holds
-    the jobs' row locks)."""
+    """Mark active jobs finished once n_trials of their trials are finished *and* written
+    into the job's Optuna study, so a finished job's study is complete. Called by the Optuna
+    writer (study_sink.py) after each write; it locks the jobs' rows, so of two concurrent
+    writers the later one sees the other's trials."""
+    if not job_ids:
+        return
+    session.execute(
+        select(Job.id).where(Job.id.in_(job_ids)).order_by(Job.id).with_for_update()
+    ).all()
     for job_id in job_ids:
         done = session.scalar(
             select(func.count())
@@ -228,6 +234,7 @@ def maybe_finish_jobs(session: Session, job_ids: set, now: datetime) -> None:
             .where(
                 Trial.job_id == job_id,
                 Trial.state.in_([s.value for s in TrialState.finished()]),
+                Trial.optuna_trial_id.is_not(None),
             )
         )
         session.execute(

@@ -30,8 +30,9 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from service.broker.registry import load_intermediate
+from service.broker.results import maybe_finish_jobs
 from service.broker.sampling import search_space
-from service.db.models import Job, Trial, TrialState
+from service.db.models import Job, Trial, TrialState, utcnow
 
 __all__ = ["TRIAL_ID_ATTR", "write_finished"]
 
@@ -95,6 +96,7 @@ def write_finished(
             optuna_id = storage.create_new_trial(study_ids[row.study_name], template)
         updates.append({"id": trial.id, "optuna_trial_id": optuna_id})
     session.execute(update(Trial), updates)
+    maybe_finish_jobs(session, {row.Trial.job_id for row in rows}, utcnow())
     session.commit()
     return len(updates)
 

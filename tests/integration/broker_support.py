@@ -98,3 +98,38 @@ def make_tenant(session, name: str | None = None) -> Tenant:  # type: ignore[no-
     session.add(tenant)
     session.commit()
     return tenant
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run `app` under a real uvicorn server in a thread; yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def job_body(**budget: Any) -> dict[str, Any]:
+    """A job submission for the jobs API (no warm start, so the sampler makes every trial)."""
+    spec = {k: v for k, v in DEFAULT_SPEC.items() if k != "budget"}
+    return {**spec, "budget": {**DEFAULT_SPEC["budget"], **budget}}
