@@ -123,6 +123,15 @@ class TaskIn(StrictModel):
         default_factory=dict, max_length=MAX_TASK_OPTIONS, validate_default=True
     )
 
+    @field_validator("name", mode="after")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        try:
+            validate_task_options(name, {})
+        except TaskOptionsError as exc:
+            raise PydanticCustomError("value_error", str(exc)) from None
+        return name
+
     @field_validator("options", mode="after")
     @classmethod
     def _options_valid(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
