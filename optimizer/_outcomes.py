@@ -1,0 +1,173 @@
+"""The recommendation's input and output records (frozen, JSON-safe, jax-free)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from optimizer._features import PARAM_NAMES
+
+Status = Literal["provisional", "final"]
+
+
+class NotEnoughEvidence(Exception):
+    """The trials so far cannot support a recommendation; ``reason`` says what is missing."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """One finished trial: its ACProp settings and what each seed reached.
+
+    Attributes:
+      number: the trial's number in its job (unique); used only to report evidence.
+      params: ACProp settings by name (``learning_rate`` required; a missing setting means
+        optax's default). Every value must be finite.
+      losses: the final (validation) loss per seed; ``None`` where unknown. A non-finite
+        loss counts as a diverged seed.
+      diverged: per seed, whether training diverged; empty means no seed diverged.
+    """
+
+    number: int
+    params: Mapping[str, float]
+    losses: tuple[float | None, ...]
+    diverged: tuple[bool, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.params) - set(PARAM_NAMES)
+        if unknown:
+            raise ValueError(f"trial {self.number}: unknown settings {sorted(unknown)}")
+        if "learning_rate" not in self.params:
+            raise ValueError(f"trial {self.number}: params must include learning_rate")
+        for name, value in self.params.items():
+            ok = isinstance(value, int | float) and math.isfinite(value)
+            positive = name != "weight_decay"
+            if not ok or (positive and value <= 0) or (name in ("b1", "b2") and value >= 1):
+                raise ValueError(f"trial {self.number}: {name}={value!r} is out of range")
+        if not self.diverged:
+            object.__setattr__(self, "diverged", (False,) * len(self.losses))
+        if len(self.diverged) != len(self.losses):
+            raise ValueError(
+                f"trial {self.number}: {len(self.losses)} losses but {len(self.diverged)} flags"
+            )
+        object.__setattr__(self, "params", {k: float(v) for k, v in self.params.items()})
+        object.__setattr__(self, "losses", tuple(self.losses))
+        object.__setattr__(self, "diverged", tuple(bool(d) for d in self.diverged))
+
+    def seed_states(self) -> tuple[list[float], int, int]:
+        """Returns ``(finite losses of non-diverged seeds, diverged seeds, missing seeds)``."""
+        finite: list[float] = []
+        n_diverged = n_missing = 0
+        for loss, div in zip(self.losses, self.diverged, strict=True):
+            if div or (loss is not None and not math.isfinite(loss)):
+                n_diverged += 1
+            elif loss is None:
+                n_missing += 1
+            else:
+                finite.append(float(loss))
+        return finite, n_diverged, n_missing
+
+    def sort_key(self) -> tuple[Any, ...]:
+        """A key that depends on the trial's content, so any input order gives one order."""
+        p = tuple(self.params.get(n, math.nan) for n in PARAM_NAMES)
+        losses = tuple((loss is None, 0.0 if loss is None else loss) for loss in self.losses)
+        return (
+            tuple((math.isnan(v), 0.0 if math.isnan(v) else v) for v in p),
+            losses,
+            self.diverged,
+            self.number,
+        )
+
+
+@dataclass(frozen=True)
+class ExpectedLoss:
+    """Predicted loss at the recommendation.
+
+    Attributes:
+      mean: the model's mean loss over seeds.
+      seed_std: seed-to-seed standard deviation (pooled over the trials).
+      model_std: the model's uncertainty about ``mean`` (posterior standard deviation).
+    """
+
+    mean: float
+    seed_std: float
+    model_std: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the recommendation rests on."""
+
+    n_trials: int
+    n_trials_used: int
+    n_seeds_used: int
+    n_trials_diverged: int
+    n_seeds_diverged: int
+    n_seeds_missing: int
+    tuned: tuple[str, ...]
+    trials_used: tuple[int, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A recommended ACProp configuration and the evidence for it.
+
+    Attributes:
+      learning_rate, b1, b2, eps, eps_root, weight_decay: the configuration.
+      expected_loss: predicted loss there (mean, seed spread, model uncertainty).
+      lr_interval: ``(low, high)``: the learning rates (other settings as recommended, and
+        never beyond the safe limit ``divergence_lr / margin``) whose predicted loss is
+        within ``tolerance * |best|`` of the best predicted loss.
+      divergence_lr: the estimated divergence edge for this configuration; ``None`` when no
+        seed of any trial diverged, or the edge lies above every learning rate tried.
+      evidence: trial and seed counts.
+      status: ``"provisional"`` while the job runs, ``"final"`` after.
+      margin: the factor kept between the learning rate and the edge.
+      tolerance: the relative loss tolerance of ``lr_interval``.
+      optax: the configuration as a line of Python.
+    """
+
+    learning_rate: float
+    b1: float
+    b2: float
+    eps: float
+    eps_root: float
+    weight_decay: float
+    expected_loss: ExpectedLoss
+    lr_interval: tuple[float, float]
+    divergence_lr: float | None
+    evidence: Evidence
+    status: Status
+    margin: float
+    tolerance: float
+    optax: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (plain floats and ints, lists, ``None``; never NaN)."""
+        e, v = self.expected_loss, self.evidence
+        out: dict[str, Any] = {name: getattr(self, name) for name in PARAM_NAMES}
+        out.update(
+            expected_loss={"mean": e.mean, "seed_std": e.seed_std, "model_std": e.model_std},
+            lr_interval=list(self.lr_interval),
+            divergence_lr=self.divergence_lr,
+            evidence={
+                "n_trials": v.n_trials,
+                "n_trials_used": v.n_trials_used,
+                "n_seeds_used": v.n_seeds_used,
+                "n_trials_diverged": v.n_trials_diverged,
+                "n_seeds_diverged": v.n_seeds_diverged,
+                "n_seeds_missing": v.n_seeds_missing,
+                "tuned": list(v.tuned),
+                "trials_used": list(v.trials_used),
+            },
+            status=self.status,
+            margin=self.margin,
+            tolerance=self.tolerance,
+            optax=self.optax,
+        )
+        return out

@@ -1,0 +1,242 @@
+"""The recommendation: a safe, evidence-backed ACProp configuration from a job's trials.
+
+Not the argmin of noisy trials. From every finished trial and seed:
+
+1. **Loss model.** The loss of non-diverged trials is modelled as a smooth function of the
+   tuned settings in log coordinates (``log10 learning_rate``, ``log10 eps_root``, ...): a
+   Gaussian process on trial means with the pooled seed noise (``_loss_model``).
+2. **Divergence model.** The probability that a seed diverges is a logistic function that
+   rises with ``log10 learning_rate`` and whose edge ``g(z)`` (the 50 % point) moves with the
+   other tuned settings (``_divergence_model``), capped by the smallest learning rate that
+   diverged in a comparable trial.
+3. **Choice.** Among configurations inside the range the non-diverged trials explored, take
+   the one with the best predicted mean loss subject to
+
+       learning_rate <= edge(other settings) / margin,
+
+   never a learning rate that diverged in any seed of any trial. The learning rate is then
+   rounded to two significant digits (three for the other tuned settings), never upwards
+   across the safe limit.
+
+A seed with a non-finite loss counts as diverged and a trial with any diverged seed gives
+no loss data, so no non-finite value and no partly diverged trial can become the
+recommendation. Trials are sorted by content before anything is fitted and every fit starts
+from fixed points, so the answer does not depend on trial order and is deterministic; with
+more trials the fits settle, so provisional answers approach the final one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+from scipy import optimize
+from scipy.stats import qmc
+
+from optimizer._divergence_model import DivergenceModel
+from optimizer._features import PARAM_NAMES, FeatureSpace
+from optimizer._loss_model import LossModel
+from optimizer._outcomes import (
+    Evidence,
+    ExpectedLoss,
+    NotEnoughEvidence,
+    Recommendation,
+    Status,
+    TrialOutcome,
+)
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "DEFAULT_MIN_TRIALS",
+    "DEFAULT_TOLERANCE",
+    "Evidence",
+    "ExpectedLoss",
+    "NotEnoughEvidence",
+    "Recommendation",
+    "TrialOutcome",
+    "recommend",
+]
+
+#: Factor kept between the recommended learning rate and the estimated divergence edge.
+DEFAULT_MARGIN = 3.0
+#: Relative loss tolerance that defines ``lr_interval`` (2 % above the best predicted loss).
+DEFAULT_TOLERANCE = 0.02
+#: Non-diverged trials needed before the loss curve is fitted at all.
+DEFAULT_MIN_TRIALS = 5
+#: Comparability radius of the divergence evidence cap, as a fraction of each tuned range.
+COMPARABLE_RADIUS = 0.05
+_LR_GRID = 161
+_N_SOBOL_Z = 64
+
+
+def _round_sig(value: float, digits: int, *, down: bool = False) -> float:
+    exponent = math.floor(math.log10(abs(value))) - digits + 1
+    scaled = value / 10.0**exponent
+    scaled = math.floor(scaled) if down else round(scaled)
+    return float(f"{scaled * 10.0**exponent:.{digits}g}")
+
+
+def _round_params(params: dict[str, float], tuned: tuple[str, ...]) -> dict[str, float]:
+    out = dict(params)
+    for name in tuned[1:]:
+        v = params[name]
+        if name in ("b1", "b2"):  # round the horizon 1 - b, not b itself
+            out[name] = float(f"{1.0 - _round_sig(1.0 - v, 3):.12g}")
+        elif v != 0.0:
+            out[name] = _round_sig(v, 3)
+    return out
+
+
+def _optax_line(p: dict[str, float]) -> str:
+    args = [f"{n}={p[n]!r}" for n in PARAM_NAMES if n != "weight_decay" or p[n] != 0.0]
+    return f"optax.contrib.acprop({', '.join(args)})"
+
+
+def recommend(
+    outcomes: Iterable[TrialOutcome],
+    *,
+    status: Status,
+    margin: float = DEFAULT_MARGIN,
+    tolerance: float = DEFAULT_TOLERANCE,
+    min_trials: int = DEFAULT_MIN_TRIALS,
+) -> Recommendation:
+    """Recommends an ACProp configuration from a job's finished trials.
+
+    Args:
+      outcomes: the finished trials (any order; trial numbers unique).
+      status: ``"provisional"`` while the job runs, ``"final"`` once it is done; a label only.
+      margin: keep ``learning_rate <= edge / margin`` (a factor, > 1).
+      tolerance: ``lr_interval`` holds the learning rates whose predicted loss is at most
+        ``best + tolerance * |best|``.
+      min_trials: non-diverged trials with a finite loss needed (at least 3).
+
+    Returns:
+      The recommendation.
+
+    Raises:
+      NotEnoughEvidence: too few usable trials, too few distinct learning rates, or no
+        learning rate tried lies a ``margin`` below the divergence edge.
+      ValueError: invalid arguments or duplicate trial numbers.
+    """
+    if status not in ("provisional", "final"):
+        raise ValueError(f"status must be 'provisional' or 'final', not {status!r}")
+    if not (math.isfinite(margin) and margin >= 1.0):
+        raise ValueError(f"margin must be a finite factor >= 1, not {margin!r}")
+    if not (math.isfinite(tolerance) and tolerance >= 0.0):
+        raise ValueError(f"tolerance must be finite and >= 0, not {tolerance!r}")
+    if min_trials < 3:
+        raise ValueError(f"min_trials must be at least 3, not {min_trials}")
+    trials = sorted(outcomes, key=TrialOutcome.sort_key)
+    numbers = [t.number for t in trials]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError("trial numbers must be unique")
+    states = [t.seed_states() for t in trials]
+    known = [len(f) + d > 0 for f, d, _ in states]
+    usable = [i for i, (f, d, _) in enumerate(states) if d == 0 and f]
+    if len(usable) < min_trials:
+        raise NotEnoughEvidence(
+            f"{len(usable)} trial(s) finished without divergence with a finite loss; "
+            f"at least {min_trials} are needed"
+        )
+    if len({trials[i].params["learning_rate"] for i in usable}) < 3:
+        raise NotEnoughEvidence("the trials without divergence cover fewer than 3 learning rates")
+
+    kept = [t for t, k in zip(trials, known, strict=True) if k]
+    space = FeatureSpace.from_params([t.params for t in kept])
+    x_all = space.to_unit([t.params for t in kept])
+    kept_states = [s for s, k in zip(states, known, strict=True) if k]
+    n_div = np.array([d for _, d, _ in kept_states], dtype=float)
+    n_seen = np.array([len(f) + d for f, d, _ in kept_states], dtype=float)
+    divergence = DivergenceModel.fit(x_all, n_seen, n_div, radius=COMPARABLE_RADIUS)
+    x_use = space.to_unit([trials[i].params for i in usable])
+    loss = LossModel.fit(x_use, [np.array(states[i][0]) for i in usable])
+    diverged_lrs = {
+        t.params["learning_rate"] for t, (_, d, _) in zip(kept, kept_states, strict=True) if d
+    }
+    log_margin = math.log10(margin) / float(space.width[0])
+    lo, hi = x_use.min(axis=0), x_use.max(axis=0)
+
+    def limit(z: np.ndarray) -> np.ndarray:  # highest safe unit learning rate per z
+        return np.minimum(
+            np.minimum(divergence.edge(z) - log_margin, hi[0]), divergence.safe_support(z)
+        )
+
+    # Candidates: a learning-rate grid at every explored z and at quasi-random z in the box.
+    dz = x_use.shape[1] - 1
+    zs = np.unique(x_use[:, 1:], axis=0)
+    if dz:
+        zs = np.vstack(
+            [zs, lo[1:] + qmc.Halton(dz, scramble=False).random(_N_SOBOL_Z) * (hi[1:] - lo[1:])]
+        )
+    us = np.linspace(lo[0], hi[0], _LR_GRID)
+    cand = np.column_stack([np.repeat(us, len(zs)), np.tile(zs, (len(us), 1))])
+    ok = cand[:, 0] <= limit(cand[:, 1:]) + 1e-12
+    if not ok.any():
+        raise NotEnoughEvidence(
+            f"no learning rate tried stays a factor {margin:g} below the divergence edge; "
+            "extend the learning-rate range downwards"
+        )
+    mean = np.where(ok, loss.predict(cand)[0], np.inf)
+    x_best = cand[int(np.argmin(mean))]
+    # Local refinement: the learning rate stays below the limit at the starting z.
+    bounds = [(lo[0], max(lo[0], min(hi[0], float(limit(x_best[1:])[0]))))]
+    bounds += [(float(a), float(b)) for a, b in zip(lo[1:], hi[1:], strict=True)]
+    res = optimize.minimize(
+        lambda x: float(loss.predict(x[None])[0][0]), x_best, method="L-BFGS-B", bounds=bounds
+    )
+    if res.fun < mean.min() and res.x[0] <= float(limit(res.x[1:])[0]) + 1e-12:
+        x_best = res.x
+
+    params = _round_params(space.to_params(x_best), space.tuned)
+    z_final = space.to_unit([params])[0, 1:]
+    lr_cap = space.unit_to_lr(float(limit(z_final)[0]))
+    lr = _round_sig(params["learning_rate"], 2)
+    if lr > lr_cap:
+        lr = _round_sig(min(params["learning_rate"], lr_cap), 2, down=True)
+    while lr in diverged_lrs:  # a learning rate that diverged is never the answer
+        lr = _round_sig(lr * (1.0 - 1e-3), 2, down=True)
+    params["learning_rate"] = lr
+    x_final = space.to_unit([params])
+
+    # lr_interval: the contiguous run of the fine learning-rate line within tolerance.
+    line_u = np.linspace(lo[0], max(lo[0], min(hi[0], float(limit(z_final)[0]))), 401)
+    line = np.column_stack([line_u, np.tile(z_final, (line_u.size, 1))])
+    pred = loss.predict_loss(line)
+    at_rec = float(loss.predict_loss(x_final)[0])
+    best = min(at_rec, float(pred.min()))
+    within = pred <= best + tolerance * abs(best)
+    i = int(np.argmin(np.abs(line_u - x_final[0, 0])))
+    a = b = i
+    while a > 0 and within[a - 1]:
+        a -= 1
+    while b < line_u.size - 1 and within[b + 1]:
+        b += 1
+    interval = (min(space.unit_to_lr(line_u[a]), lr), max(space.unit_to_lr(line_u[b]), lr))
+
+    edge = float(divergence.edge(z_final)[0])
+    divergence_lr = space.unit_to_lr(edge) if edge <= 1.0 + 1e-12 else None
+    n_seeds_used = sum(len(states[i][0]) for i in usable)
+    evidence = Evidence(
+        n_trials=len(trials),
+        n_trials_used=len(usable),
+        n_seeds_used=n_seeds_used,
+        n_trials_diverged=sum(1 for _, d, _ in states if d),
+        n_seeds_diverged=sum(d for _, d, _ in states),
+        n_seeds_missing=sum(m for _, _, m in states),
+        tuned=space.tuned,
+        trials_used=tuple(sorted(trials[i].number for i in usable)),
+    )
+    return Recommendation(
+        **params,
+        expected_loss=ExpectedLoss(
+            mean=at_rec, seed_std=loss.seed_std(), model_std=float(loss.model_std(x_final)[0])
+        ),
+        lr_interval=interval,
+        divergence_lr=divergence_lr,
+        evidence=evidence,
+        status=status,
+        margin=float(margin),
+        tolerance=float(tolerance),
+        optax=_optax_line(params),
+    )

@@ -1,0 +1,223 @@
+"""The recommendation on synthetic problems whose loss curve and divergence edge are known.
+
+Accuracy is measured in log space relative to the search range: with the learning-rate
+range ``[1e-5, 1]`` (5 decades),
+
+    error = |log10(lr_recommended) - log10(lr_target)| / (log10(1) - log10(1e-5)),
+
+and "within 10 %" means ``error <= 0.10`` (half a decade). The target is the true optimum of
+the loss, or ``edge / margin`` where the optimum lies above that safe limit; with ``eps_root``
+tuned too, it is the true optimum of the loss subject to ``lr <= edge(eps_root) / margin``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optimizer.recommendation import (
+    DEFAULT_MARGIN,
+    NotEnoughEvidence,
+    TrialOutcome,
+    recommend,
+)
+
+LOG_LO, LOG_HI = -5.0, 0.0
+TOLERANCE = 0.10  # of the log10 range: half a decade
+NOISE = {"none": 0.0, "moderate": 0.03, "strong": 0.1}  # the loss rises 0.1 one decade off
+
+
+def edge_log(e: float) -> float:
+    """log10 divergence edge vs log10 eps_root: 3e-2 above eps_root 1e-8, 1e-4 at 1e-16."""
+    return -1.5 - max(0.0, -8.0 - e) * 2.5 / 8.0
+
+
+def true_loss(u: float, e: float, u_star: float, e_star: float, b: float) -> float:
+    return 1.0 + 0.1 * (u - u_star) ** 2 + b * (e - e_star) ** 2
+
+
+def make_trials(
+    noise: float,
+    u_star: float,
+    *,
+    edge: float | None = None,
+    e_star: float | None = None,
+    b: float = 0.0,
+    n_random: int = 36,
+    seed: int = 0,
+) -> list[TrialOutcome]:
+    """A 12-point warm-start sweep (eps_root 1e-8) then log-uniform random trials, 3 seeds.
+
+    With ``edge`` the edge is fixed (only the learning rate is tuned); otherwise eps_root is
+    tuned over [1e-16, 1e-6] and the edge follows ``edge_log``.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in range(12 + n_random):
+        u = LOG_LO + (LOG_HI - LOG_LO) * n / 11 if n < 12 else rng.uniform(LOG_LO, LOG_HI)
+        e = -8.0 if n < 12 or edge is not None else rng.uniform(-16.0, -6.0)
+        el = math.log10(edge) if edge is not None else edge_log(e)
+        diverged = u > el
+        losses = tuple(
+            None
+            if diverged
+            else true_loss(u, e, u_star, e_star or 0.0, b) + noise * rng.standard_normal()
+            for _ in range(3)
+        )
+        params = {"learning_rate": 10.0**u}
+        if edge is None:
+            params["eps_root"] = 10.0**e
+        out.append(TrialOutcome(n, params, losses, (diverged,) * 3))
+    return out
+
+
+def constrained_target(u_star: float, e_star: float, b: float, margin: float) -> float:
+    best = min(
+        (true_loss(min(u_star, edge_log(e) - math.log10(margin)), e, u_star, e_star, b), e)
+        for e in np.linspace(-16.0, -6.0, 4001)
+    )
+    return min(u_star, edge_log(best[1]) - math.log10(margin))
+
+
+def log_error(lr: float, target_log10: float) -> float:
+    return abs(math.log10(lr) - target_log10) / (LOG_HI - LOG_LO)
+
+
+@pytest.mark.parametrize("noise", NOISE.values(), ids=NOISE.keys())
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    ("lr_star", "edge"), [(3e-3, 3e-2), (1e-1, 3e-2)], ids=["optimum-safe", "optimum-above-edge"]
+)
+def test_learning_rate_only(noise: float, seed: int, lr_star: float, edge: float) -> None:
+    trials = make_trials(noise, math.log10(lr_star), edge=edge, seed=seed)
+    rec = recommend(trials, status="final")
+    target = min(math.log10(lr_star), math.log10(edge / DEFAULT_MARGIN))
+    assert log_error(rec.learning_rate, target) <= TOLERANCE
+    # The margin holds against the true edge and against every learning rate that diverged.
+    assert rec.learning_rate * rec.margin <= edge
+    diverged = [t.params["learning_rate"] for t in trials if any(t.diverged)]
+    assert rec.learning_rate * rec.margin <= min(diverged)
+    assert rec.divergence_lr is not None and rec.divergence_lr <= min(diverged)
+    lo, hi = rec.lr_interval
+    assert lo <= rec.learning_rate <= hi <= rec.divergence_lr / rec.margin * (1 + 1e-9)
+
+
+def test_noise_free_optimum_is_found_to_a_few_percent() -> None:
+    rec = recommend(make_trials(0.0, math.log10(3e-3), edge=3e-2), status="final")
+    assert abs(rec.learning_rate / 3e-3 - 1.0) <= 0.05  # 2 significant digits of rounding
+
+
+@pytest.mark.parametrize("noise", NOISE.values(), ids=NOISE.keys())
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("e_star", [-7.0, -12.0], ids=["safe-eps-root", "risky-eps-root"])
+def test_eps_root_tuned_edge_moves(noise: float, seed: int, e_star: float) -> None:
+    # With e_star = -12 the loss prefers an eps_root whose edge cuts below lr*: the answer
+    # trades loss against the edge and lies on the constraint.
+    u_star, b = math.log10(3e-3), 0.01
+    rec = recommend(
+        make_trials(noise, u_star, e_star=e_star, b=b, n_random=100, seed=seed), status="final"
+    )
+    assert rec.evidence.tuned == ("learning_rate", "eps_root")
+    assert (
+        log_error(rec.learning_rate, constrained_target(u_star, e_star, b, rec.margin)) <= TOLERANCE
+    )
+    # The edge between sampled trials is known only to their resolution; allow 0.1 decade.
+    assert math.log10(rec.learning_rate * rec.margin) <= edge_log(math.log10(rec.eps_root)) + 0.1
+
+
+def test_never_from_non_finite_or_diverged_seeds() -> None:
+    trials = make_trials(0.03, math.log10(3e-3), edge=3e-2, seed=1)
+    n, n_diverged = len(trials), sum(sum(t.diverged) for t in trials)
+    # At the true optimum: a NaN seed, an infinite seed, a -inf "best" seed, one diverged seed.
+    bad = [
+        (2.9e-3, (math.nan, 1.0, 1.0), ()),
+        (3.1e-3, (math.inf, 1.0, 1.0), ()),
+        (3.0e-3, (-math.inf, 0.5, 0.5), ()),
+        (3.2e-3, (0.2, 0.2, None), (False, False, True)),
+    ]
+    trials += [
+        TrialOutcome(n + i, {"learning_rate": lr}, losses, div)
+        for i, (lr, losses, div) in enumerate(bad)
+    ]
+    rec = recommend(trials, status="final")
+    assert rec.learning_rate not in {lr for lr, _, _ in bad}
+    assert rec.learning_rate * rec.margin <= 2.9e-3
+    assert rec.evidence.n_seeds_diverged == n_diverged + 4
+    assert 0.9 < rec.expected_loss.mean < 1.2
+    json.dumps(rec.to_dict(), allow_nan=False)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_independent_of_trial_order(rnd) -> None:
+    trials = make_trials(0.03, math.log10(3e-3), e_star=-9.0, b=0.01, seed=5)
+    shuffled = list(trials)
+    rnd.shuffle(shuffled)
+    assert recommend(shuffled, status="final") == recommend(trials, status="final")
+
+
+def test_provisional_answers_converge_to_the_final_one() -> None:
+    trials = make_trials(0.03, math.log10(3e-3), e_star=-9.0, b=0.01, n_random=100, seed=2)
+    final = recommend(trials, status="final")
+    errors = []
+    for k in range(24, len(trials) + 1, 10):
+        prov = recommend(trials[:k], status="provisional")
+        errors.append(log_error(prov.learning_rate, math.log10(final.learning_rate)))
+    assert errors[-1] == 0.0
+    assert all(e <= TOLERANCE for e in errors[len(errors) // 2 :])
+    same = recommend(trials, status="provisional")
+    assert same.to_dict() | {"status": "final"} == final.to_dict()
+
+
+def test_not_enough_evidence() -> None:
+    trials = make_trials(0.0, math.log10(3e-3), edge=3e-2)
+    with pytest.raises(NotEnoughEvidence, match="at least 5"):
+        recommend(trials[:4], status="provisional")
+    all_diverged = [TrialOutcome(t.number, t.params, (None,) * 3, (True,) * 3) for t in trials]
+    with pytest.raises(NotEnoughEvidence, match="0 trial"):
+        recommend(all_diverged, status="provisional")
+    # Safe trials only just below a diverged one: nothing is a factor 3 below the edge.
+    close = [
+        TrialOutcome(i, {"learning_rate": lr}, (1.0, 1.0), ())
+        for i, lr in enumerate([1e-2, 1.1e-2, 1.2e-2, 1.3e-2, 1.4e-2])
+    ]
+    close.append(TrialOutcome(9, {"learning_rate": 1.5e-2}, (None, None), (True, True)))
+    with pytest.raises(NotEnoughEvidence, match="factor 3"):
+        recommend(close, status="provisional")
+
+
+def test_invalid_input_is_rejected() -> None:
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrialOutcome(0, {"learning_rate": math.nan}, (1.0,))
+    with pytest.raises(ValueError, match="flags"):
+        TrialOutcome(0, {"learning_rate": 1e-3}, (1.0, 1.0), (False,))
+    trials = make_trials(0.0, math.log10(3e-3), edge=3e-2)
+    with pytest.raises(ValueError, match="status"):
+        recommend(trials, status="done")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unique"):
+        recommend([*trials, trials[0]], status="final")
+
+
+def test_output_is_json_safe_and_the_optax_line_matches() -> None:
+    rec = recommend(
+        make_trials(0.03, math.log10(3e-3), e_star=-9.0, b=0.01, seed=3), status="provisional"
+    )
+    d = json.loads(json.dumps(rec.to_dict(), allow_nan=False))
+    assert d["status"] == "provisional" and d["evidence"]["tuned"] == ["learning_rate", "eps_root"]
+    call = ast.parse(rec.optax, mode="eval").body
+    assert isinstance(call, ast.Call) and ast.unparse(call.func) == "optax.contrib.acprop"
+    kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    assert kwargs == {n: d[n] for n in ("learning_rate", "b1", "b2", "eps", "eps_root")}
+
+
+def test_importing_does_not_import_jax() -> None:
+    code = "import sys, optimizer.recommendation; assert 'jax' not in sys.modules, 'jax imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
