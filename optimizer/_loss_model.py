@@ -39,6 +39,7 @@ _LOG_LENGTH_BOUNDS = (np.log(0.05), np.log(20.0))
 _LOG_AMPLITUDE_BOUNDS = (np.log(1e-2), np.log(1e2))
 _LOG_NUGGET_BOUNDS = (np.log(1e-8), np.log(2.0))
 _JITTER = 1e-9
+_PREDICT_BATCH = 4096
 
 
 def _matern52(a: np.ndarray, b: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -181,6 +182,12 @@ class LossModel:
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of ``f`` in warped, standardised units."""
+        if x.shape[0] > _PREDICT_BATCH:  # bounds the (points x trials x dims) temporaries
+            parts = [
+                self.predict(x[i : i + _PREDICT_BATCH])
+                for i in range(0, x.shape[0], _PREDICT_BATCH)
+            ]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         ks = self.amplitude * _matern52(x, self.x, self.lengths)[0]
         hs = self._basis(x)
         mean = hs @ self.beta + ks @ self.alpha

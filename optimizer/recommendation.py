@@ -67,7 +67,8 @@ DEFAULT_MIN_TRIALS = 5
 #: Comparability radius of the divergence evidence cap, as a fraction of each tuned range.
 COMPARABLE_RADIUS = 0.05
 _LR_GRID = 161
-_N_SOBOL_Z = 64
+_N_HALTON_Z = 64
+_N_EXPLORED_Z = 64
 
 
 def _round_sig(value: float, digits: int, *, down: bool = False) -> float:
@@ -164,10 +165,12 @@ def recommend(
 
     # Candidates: a learning-rate grid at every explored z and at quasi-random z in the box.
     dz = x_use.shape[1] - 1
-    zs = np.unique(x_use[:, 1:], axis=0)
+    # The explored z of the best trials (by mean seed loss) plus quasi-random z in the box.
+    order = np.argsort([np.mean(states[i][0]) for i in usable], kind="stable")
+    zs = np.unique(x_use[order[:_N_EXPLORED_Z], 1:], axis=0)
     if dz:
         zs = np.vstack(
-            [zs, lo[1:] + qmc.Halton(dz, scramble=False).random(_N_SOBOL_Z) * (hi[1:] - lo[1:])]
+            [zs, lo[1:] + qmc.Halton(dz, scramble=False).random(_N_HALTON_Z) * (hi[1:] - lo[1:])]
         )
     us = np.linspace(lo[0], hi[0], _LR_GRID)
     cand = np.column_stack([np.repeat(us, len(zs)), np.tile(zs, (len(us), 1))])
