@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -26,7 +27,7 @@ from service.api import leases as leases_api
 from service.db.engine import create_db_engine
 from service.db.migrate import check_at_head
 from service.db.session import create_session_factory
-from service.errors import install_error_handlers
+from service.errors import ErrorBody, install_error_handlers
 from service.middleware import BodySizeLimitMiddleware, Metrics, MetricsMiddleware
 from service.ratelimit import TokenBucketLimiter
 from service.settings import Settings, get_settings
@@ -41,6 +42,47 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(jobs_api.router, prefix=API_PREFIX)
     app.include_router(leases_api.router, prefix=API_PREFIX)
+
+
+def _document_common_errors(app: FastAPI) -> None:
+    """Every ``/api/v1`` operation can answer 401, 403, 422, 429 and 503 (and 413 when it
+    takes a body) in the one error shape: say so in the OpenAPI description, once, here."""
+    from fastapi.openapi.utils import get_openapi
+
+    from service.api.responses import errors
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                routes=app.routes,
+            )
+            error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+            schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = (
+                ErrorBody.model_json_schema()
+            )
+            for path, item in schema.get("paths", {}).items():
+                if not path.startswith(API_PREFIX):
+                    continue
+                for operation in item.values():
+                    codes = [401, 403, 422, 429, 503]
+                    if "requestBody" in operation:
+                        codes.append(413)
+                    responses = operation.setdefault("responses", {})
+                    for code, spec in errors(*codes).items():
+                        responses.setdefault(
+                            str(code),
+                            {
+                                "description": spec["description"],
+                                "content": {"application/json": {"schema": error_ref}},
+                            },
+                        )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None, *, check_schema: bool = True) -> FastAPI:
@@ -77,6 +119,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
 
     install_error_handlers(app, retry_after_unavailable_s=settings.retry_after_unavailable_s)
     _include_routers(app)
+    _document_common_errors(app)
     # Added last = outermost: the size limit runs before anything reads the body.
     app.add_middleware(
         MetricsMiddleware,

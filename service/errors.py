@@ -151,7 +151,15 @@ def install_error_handlers(app: FastAPI, *, retry_after_unavailable_s: int) -> N
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (not UTF-8): like any other bad
+            # JSON, a 422 that names the body.
+            return error_response(
+                422,
+                "validation_error",
+                [{"loc": ["body"], "msg": "the body is not valid JSON", "type": "json_invalid"}],
+            )
+        codes = {404: "not_found", 405: "method_not_allowed"}
         return error_response(
             exc.status_code,
             codes.get(exc.status_code, "http_error"),
