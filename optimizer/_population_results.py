@@ -48,6 +48,7 @@ class FinalResult:
 
     Attributes:
         steps: the number of steps the population ran.
+        initial_loss: ``[K, S]`` the loss of step 0 (the initial parameters).
         final_loss: ``[K, S]`` the last loss the lane reported (mean over its good steps of the
             last chunk that had any): the trial's training objective.
         last_finite_loss: ``[K, S]`` the loss of the lane's final parameters at its last good
@@ -62,6 +63,7 @@ class FinalResult:
     """
 
     steps: int
+    initial_loss: np.ndarray
     final_loss: np.ndarray
     last_finite_loss: np.ndarray
     last_finite_step: np.ndarray
@@ -75,6 +77,7 @@ class FinalResult:
         cls,
         *,
         steps: int,
+        initial_loss: np.ndarray,
         reported_loss: np.ndarray,
         last_finite_loss: np.ndarray,
         last_finite_step: np.ndarray,
@@ -90,6 +93,7 @@ class FinalResult:
 
         return cls(
             steps=steps,
+            initial_loss=finite_or_nan(initial_loss),
             final_loss=finite_or_nan(reported_loss),
             last_finite_loss=finite_or_nan(last_finite_loss),
             last_finite_step=np.asarray(last_finite_step, np.int64),

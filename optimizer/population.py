@@ -400,6 +400,7 @@ class PopulationTrainer:
         state = pop.state
         return FinalResult.build(
             steps=pop.step,
+            initial_loss=np.asarray(state.initial_loss)[:n],
             reported_loss=np.asarray(state.reported_loss)[:n],
             last_finite_loss=np.asarray(state.loss)[:n],
             last_finite_step=np.asarray(state.last_finite_step)[:n],
