@@ -75,8 +75,9 @@ class WorkerLoop:
         self.stop = stop or threading.Event()
         self.journal = journal or Journal(None, worker_id=options.worker_id)
         self.pool = pool or PopulationPool()
-        self.heartbeat = Heartbeat(client.clone(), interval_s=1.0)
+        self.heartbeat = Heartbeat(client.clone(), interval_s=1.0, on_lost=self._heartbeat_lost)
         self.stats = _Stats()
+        self._held: dict[str, Lease] = {}  # token -> lease, for the heartbeat's journal lines
 
     def run(self) -> int:
         """Lease and train until stopped, out of trials (`max_trials`) or idle too long."""
@@ -133,6 +134,7 @@ class WorkerLoop:
         self.stats.trials += len(leases)
         tokens = [lease.token for lease in leases]
         self.heartbeat.set_interval(max(0.1, min(lease.ttl_s for lease in leases) / 3))
+        self._held.update((lease.token, lease) for lease in leases)
         self.heartbeat.track(tokens)
         for lease in leases:
             t = lease.trial
@@ -155,6 +157,19 @@ class WorkerLoop:
                 self._train_group(group)
         finally:
             self.heartbeat.untrack(tokens)
+            for token in tokens:
+                self._held.pop(token, None)
+
+    def _heartbeat_lost(self, tokens: frozenset[str]) -> None:
+        # Runs on the heartbeat thread: journal only; the training thread acts on it at the
+        # next chunk boundary.
+        for token in tokens:
+            lease = self._held.get(token)
+            if lease is not None:
+                t = lease.trial
+                self.journal.write(
+                    "heartbeat_lost", trial_id=t.trial_id, attempt=t.attempt, number=t.number
+                )
 
     def _train_group(self, leases: Sequence[Lease]) -> None:
         first = leases[0].trial
@@ -188,7 +203,7 @@ class WorkerLoop:
 
     def _after_chunk(self, run: PopulationRun, lanes: list[_Lane], chunk: ChunkOutcome) -> None:
         now = time.monotonic()
-        self._end_lost(lanes, self.heartbeat.lost(), now)
+        self._end_lost(lanes, self.heartbeat.lost(), now, via="heartbeat")
         reports: list[Report] = []
         for lane in lanes:
             if lane.ended is not None:
@@ -233,26 +248,29 @@ class WorkerLoop:
                 step=step,
                 losses=list(sent[token].losses),
             )
-        self._end_lost(lanes, answer.lost, now)
+        self._end_lost(lanes, answer.lost, now, via="report 409")
         for token in answer.stop:
             lane = by_token.get(token)
             if lane is not None and lane.ended is None:
                 lane.ended, lane.ended_at = "pruned", now
 
-    def _end_lost(self, lanes: list[_Lane], lost: frozenset[str], now: float) -> None:
+    def _end_lost(self, lanes: list[_Lane], lost: frozenset[str], now: float, *, via: str) -> None:
+        """End the lanes whose lease is gone; `via` says who told us (journalled)."""
         for lane in lanes:
             if lane.token in lost and lane.ended != "lost":
                 lane.ended, lane.ended_at = "lost", now
                 self.stats.lost += 1
                 t = lane.lease.trial
                 log.warning("lease of trial %s (attempt %d) lost", t.trial_id, t.attempt)
-                self.journal.write("lost", trial_id=t.trial_id, attempt=t.attempt, number=t.number)
+                self.journal.write(
+                    "lost", trial_id=t.trial_id, attempt=t.attempt, number=t.number, via=via
+                )
         self.heartbeat.mark_lost(lost)
 
     def _complete(self, run: PopulationRun, lanes: list[_Lane], started: float) -> None:
         lanes = [lane for lane in lanes if lane.ended != "lost"]
         # A loss seen by the heartbeat while the last chunk ran is not worth a 409.
-        self._end_lost(lanes, self.heartbeat.lost(), time.monotonic())
+        self._end_lost(lanes, self.heartbeat.lost(), time.monotonic(), via="heartbeat")
         lanes = [lane for lane in lanes if lane.ended != "lost"]
         if not lanes:
             return
@@ -292,7 +310,7 @@ class WorkerLoop:
                 number=t.number,
                 pruned=by_token[token].ended == "pruned",
             )
-        self._end_lost(lanes, answer.lost, time.monotonic())
+        self._end_lost(lanes, answer.lost, time.monotonic(), via="complete 409")
 
     def _release(self, tokens: list[str]) -> None:
         if not tokens:

@@ -26,6 +26,8 @@ N_TRIALS, N_KILLS, N_WORKERS = 30, 10, 3
 # Rosenbrock is tiny: a trial is mostly its 20 report round trips, long enough (a fraction of a
 # second) to be killed in the middle.
 TASK = {"name": "rosenbrock", "options": {}}
+# A safe region (facts.md: eps_root 1e-8 removes the early blow-up), so trials train to the end.
+SPACE = {"learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}, "eps_root": {"value": 1e-8}}
 BUDGET = {"n_trials": N_TRIALS, "steps": 2000, "seeds": 1, "report_every": 100, "max_attempts": 5}
 
 
@@ -38,7 +40,7 @@ def pid_of(worker_id: str) -> int:
 def test_kill_9_workers_holding_leases(make_stack) -> None:  # type: ignore[no-untyped-def]
     stack: Stack = make_stack()
     rng = random.Random(4)
-    job_id = stack.submit(TASK, budget=BUDGET, sampler="random", warm_start=False)
+    job_id = stack.submit(TASK, space=SPACE, budget=BUDGET, sampler="random", warm_start=False)
     workers = [
         stack.worker(f"w{i}", "--capacity", "1", "--idle-exit", "8") for i in range(N_WORKERS)
     ]
