@@ -19,6 +19,8 @@ attributes. A non-finite value never reaches Optuna (it would store inf as COMPL
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -37,6 +39,8 @@ from service.db.models import Job, Trial, TrialState, utcnow
 __all__ = ["TRIAL_ID_ATTR", "write_finished"]
 
 TRIAL_ID_ATTR = "acprop_trial_id"
+
+_SINGLE_WRITER = threading.Lock()
 
 _OPTUNA_STATE = {
     TrialState.COMPLETE.value: OptunaState.COMPLETE,
@@ -76,28 +80,43 @@ def write_finished(
         stmt = stmt.where(Trial.id.in_(list(trial_ids)))
     if finished_before is not None:
         stmt = stmt.where(Trial.finished_at < finished_before)
-    rows = session.execute(stmt).all()
-    if not rows:
-        session.rollback()
-        return 0
-    intermediate = load_intermediate(session, [(r.Trial.id, r.Trial.attempt) for r in rows])
-    study_ids: dict[str, int] = {}
-    existing: dict[str, dict[int, int]] = {}
-    updates = []
-    for row in rows:
-        trial: Trial = row.Trial
-        if row.study_name not in study_ids:
-            study_ids[row.study_name] = storage.get_study_id_from_name(row.study_name)
-            if recover:
-                existing[row.study_name] = _written(storage, study_ids[row.study_name])
-        optuna_id = existing.get(row.study_name, {}).get(trial.id)
-        if optuna_id is None:
-            template = _template(row, intermediate.get(trial.id, {}))
-            optuna_id = storage.create_new_trial(study_ids[row.study_name], template)
-        updates.append({"id": trial.id, "optuna_trial_id": optuna_id})
-    session.execute(update(Trial), updates)
-    maybe_finish_jobs(session, {row.Trial.job_id for row in rows}, utcnow())
-    session.commit()
+    # On Postgres the claimed rows stay locked while Optuna writes (a concurrent writer skips
+    # them). SQLite has one writer: our open transaction would block Optuna's own connection,
+    # so there the claim is ended first and a process-wide lock keeps writers apart.
+    hold = session.get_bind().dialect.name == "postgresql"
+    with contextlib.nullcontext() if hold else _SINGLE_WRITER:
+        rows = session.execute(stmt).all()
+        if not rows:
+            session.rollback()
+            return 0
+        keys = [(r.Trial.id, r.Trial.attempt) for r in rows]
+        intermediate = load_intermediate(session, keys)
+        pending = [
+            (
+                r.Trial.id,
+                r.Trial.job_id,
+                r.study_name,
+                _template(r, intermediate.get(r.Trial.id, {})),
+            )
+            for r in rows
+        ]
+        if not hold:
+            session.rollback()
+        study_ids: dict[str, int] = {}
+        existing: dict[str, dict[int, int]] = {}
+        updates = []
+        for trial_id, _, name, template in pending:
+            if name not in study_ids:
+                study_ids[name] = storage.get_study_id_from_name(name)
+                if recover:
+                    existing[name] = _written(storage, study_ids[name])
+            optuna_id = existing.get(name, {}).get(trial_id)
+            if optuna_id is None:
+                optuna_id = storage.create_new_trial(study_ids[name], template)
+            updates.append({"id": trial_id, "optuna_trial_id": optuna_id})
+        session.execute(update(Trial), updates)
+        maybe_finish_jobs(session, {job_id for _, job_id, _, _ in pending}, utcnow())
+        session.commit()
     return len(updates)
 
 

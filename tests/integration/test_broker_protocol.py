@@ -1,4 +1,4 @@
-"""The worker protocol against the real API and Postgres (issue #4, service side).
+"""The worker protocol against the real API, on Postgres and SQLite (issue #4, service side).
 
 A "worker" here does no training: it only makes the protocol's HTTP calls. Each test works in
 its own tenant, so tests share one migrated database per module without seeing each other.
@@ -24,28 +24,31 @@ from service.broker.study_sink import TRIAL_ID_ATTR
 from service.db.models import KeyScope, Lease, Trial, TrialReport
 from service.keys import create_key
 from service.settings import Settings
-from tests.integration.broker_support import fresh_postgres, job_body
-
-pytestmark = pytest.mark.postgres
+from tests.integration.broker_support import job_body
+from tests.integration.conftest import make_settings
 
 TTL_S = 1.5
 REAPER_S = 0.2
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[Any]:
-    with fresh_postgres() as url:
-        settings = Settings(
-            database_url=url,
-            lease_ttl_s=TTL_S,
-            reaper_period_s=REAPER_S,
-            rate_limit_per_s=100_000,
-            rate_limit_burst=100_000,
-        )
-        application = create_app(settings)
-        with TestClient(application) as client:
-            application.state.test_client = client
-            yield application
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Short leases and a fast reaper, so expiry tests take seconds."""
+    return make_settings(
+        database_url,
+        tmp_path_factory.mktemp("data"),
+        lease_ttl_s=TTL_S,
+        reaper_period_s=REAPER_S,
+    )
+
+
+@pytest.fixture(scope="module")
+def app(settings: Settings) -> Iterator[Any]:
+    """The app with its lifespan running (the broker's reaper thread), on both backends."""
+    application = create_app(settings)
+    with TestClient(application, raise_server_exceptions=False) as client:
+        application.state.test_client = client
+        yield application
 
 
 class Api:
