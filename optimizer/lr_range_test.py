@@ -27,9 +27,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+
+#: A 1-D series of floats: a list or a numpy array.
+Series: TypeAlias = Sequence[float] | np.ndarray
 
 __all__ = ["RangeTest", "ramp", "run_range_test", "smooth", "suggest_valley", "valley_index"]
 
@@ -45,7 +48,7 @@ def ramp(start_lr: float, end_lr: float, num_it: int) -> np.ndarray:
     return start_lr * (end_lr / start_lr) ** (np.arange(num_it) / (num_it - 1))
 
 
-def smooth(losses: Sequence[float], beta: float = SMOOTH_BETA) -> np.ndarray:
+def smooth(losses: Series, beta: float = SMOOTH_BETA) -> np.ndarray:
     """Debiased exponential moving average (non-finite once any input is non-finite)."""
     out = np.empty(len(losses))
     avg = 0.0
@@ -67,7 +70,7 @@ def stop_index(smoothed: np.ndarray, factor: float = STOP_FACTOR) -> int:
     return len(smoothed)
 
 
-def valley_index(losses: Sequence[float]) -> int:
+def valley_index(losses: Series) -> int:
     """fastai's ``valley``: the index halfway along the longest decreasing run of points.
 
     The "run" is the longest strictly decreasing subsequence (not necessarily contiguous),
@@ -90,7 +93,7 @@ def valley_index(losses: Sequence[float]) -> int:
     return max_start + int(sections) + int(sections / 2)
 
 
-def suggest_valley(lrs: Sequence[float], smoothed: Sequence[float], num_it: int) -> float:
+def suggest_valley(lrs: Series, smoothed: Series, num_it: int) -> float:
     """fastai's suggestion from a recorded (and already stopped) range test.
 
     Args:
