@@ -8,6 +8,7 @@ seconds (the API answers 503), and SQLite runs in WAL mode with foreign keys on.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -59,13 +60,17 @@ def engine_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
+def ensure_sqlite_directory(raw_url: str) -> None:
+    """Create the directory of a SQLite database file (the per-user data dir on first use)."""
+    url = make_url(raw_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def create_db_engine(settings: Settings) -> Engine:
     """A new engine for the configured database (the caller disposes of it)."""
     url = make_url(settings.database_url_value())
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        from pathlib import Path
-
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    ensure_sqlite_directory(settings.database_url_value())
     engine = create_engine(url, **engine_kwargs(settings))
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)

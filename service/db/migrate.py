@@ -57,6 +57,9 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    from service.db.engine import ensure_sqlite_directory
+
+    ensure_sqlite_directory(url)
     command.upgrade(alembic_config(url), revision)
 
 
