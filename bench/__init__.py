@@ -1,0 +1,7 @@
+"""Benchmarks that compare acprop-tuner's choices against the alternatives in the same run.
+
+Run with ``make bench`` (all) or ``python -m bench NAME``; see ``bench/__main__.py``.
+"""
+
+# Benchmark modules, in page order. Each is ``bench.<name>`` with ``run()`` and ``markdown()``.
+BENCHMARKS: tuple[str, ...] = ("engine", "recommendation")

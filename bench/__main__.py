@@ -1,0 +1,104 @@
+"""``python -m bench [NAME ...]`` (``make bench``): run benchmarks, write their results, and
+rewrite ``docs/benchmarks.md`` from every results file present.
+
+Each benchmark is a module ``bench.<name>`` listed in :data:`bench.BENCHMARKS` with
+``run() -> dict`` (its figures, including a top-level ``summary`` object) and
+``markdown(result) -> str`` (its section of the page). The runner adds the machine's
+description to each result and writes ``bench/results/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import BENCHMARKS
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PAGE = ROOT / "docs" / "benchmarks.md"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on; the machine may be shared, so its load too."""
+    import jax
+
+    cpu_model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": cpu_model,
+        "load_average_1m_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "jax_backend": jax.default_backend(),
+        "jax_devices": [str(d) for d in jax.devices()],
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write_page() -> None:
+    sections = []
+    for path in sorted(RESULTS.glob("*.json")):
+        result = json.loads(path.read_text())
+        try:
+            module = importlib.import_module(f"bench.{path.stem}")
+            section = module.markdown(result)
+        except (ImportError, AttributeError):
+            section = (
+                f"## {path.stem}\n\n```json\n{json.dumps(result.get('summary'), indent=2)}\n```\n"
+            )
+        m = result.get("machine", {})
+        section += (
+            f"\n_Measured {result.get('ran_at', '?')} on {m.get('cpu_count')} CPUs "
+            f"({m.get('cpu_model')}), JAX {m.get('jax_version')} on {m.get('jax_backend')}, "
+            f"1-minute load average at start {m.get('load_average_1m_at_start')}. "
+            f"Raw figures: `bench/results/{path.name}`._\n"
+        )
+        sections.append(section)
+    PAGE.write_text(
+        "# Benchmarks\n\n"
+        "Written by `make bench` (`python -m bench`) from `bench/results/*.json`; each "
+        "benchmark compares the alternatives in the same run on the same machine.\n\n"
+        + "\n".join(sections)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default: {' '.join(BENCHMARKS)})"
+    )
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in args.names or BENCHMARKS:
+        print(f"running bench.{name} ...", file=sys.stderr, flush=True)
+        info = machine()
+        result = importlib.import_module(f"bench.{name}").run()
+        result["machine"] = info
+        result["ran_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({name: result["summary"]}, indent=2))
+    write_page()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
