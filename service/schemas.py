@@ -167,8 +167,8 @@ class JobCreate(StrictModel):
 
     name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
     task: TaskIn
-    space: SpaceIn = Field(default_factory=SpaceIn)
-    budget: BudgetIn = Field(default_factory=BudgetIn)
+    space: SpaceIn = Field(default_factory=lambda: SpaceIn.model_validate({}))
+    budget: BudgetIn = Field(default_factory=lambda: BudgetIn.model_validate({}))
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "none"
     warm_start: bool = Field(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from service import jobs
 from service.api.responses import AUTHENTICATED, errors
@@ -103,6 +103,7 @@ def create_job(
     session: SessionDep,
     studies: StudiesDep,
     settings: SettingsDep,
+    request: Request,
     response: Response,
     idempotency_key: Annotated[
         str | None,
@@ -117,6 +118,7 @@ def create_job(
     job, created = jobs.create_job(session, studies, settings, principal, body, idempotency_key)
     if created:
         response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+        request.app.state.metrics.jobs_created.inc()
     return job_out(jobs.get_job(session, principal.tenant_id, job.id))
 
 
