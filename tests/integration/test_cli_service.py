@@ -86,3 +86,59 @@ def test_database_password_never_printed(data_dir: Path) -> None:
     assert r.returncode != 0
     assert "hunter2secret" not in r.stdout + r.stderr
     assert "cannot reach the database" in r.stderr
+
+
+def test_serve_on_sqlite_and_recommend_from_the_server(data_dir: Path) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    assert _run(data_dir, "migrate").returncode == 0
+    secret = _run(data_dir, "keys", "create", "--tenant", "acme", "--scope", "user").stdout.strip()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACPROP_TUNER_")}
+    env.update({"ACPROP_TUNER_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "acprop_tuner", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        job = httpx.post(
+            f"{url}/api/v1/jobs",
+            json={"task": {"name": "rosenbrock"}},
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=10,
+        )
+        assert job.status_code == 201
+        # The key comes from the environment, not the command line.
+        r = _run(
+            data_dir,
+            "recommend",
+            job.json()["id"],
+            "--server",
+            url,
+            extra_env={"ACPROP_TUNER_TOKEN": secret},
+        )
+        assert r.returncode != 0
+        assert "409" in r.stderr and "no recommendation" in r.stderr
+        assert secret not in r.stderr + r.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert secret.encode() not in (server.stderr.read() if server.stderr else b"")
