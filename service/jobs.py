@@ -12,6 +12,7 @@ would wait on each other's lock.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from service.keys import Principal
 from service.schemas import JobCreate
 from service.settings import Settings
 from service.studies import Studies, study_name
+
+logger = logging.getLogger(__name__)
 
 # Allowed status changes; anything else is a 409.
 _TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -178,13 +181,22 @@ def create_job(
         session.commit()
     except _LostRace as race:
         session.rollback()
-        studies.delete(name_of_study)
+        _discard_study(studies, name_of_study)
         return _replay(race.job, spec, name), False
     except BaseException:
         session.rollback()
-        studies.delete(name_of_study)
+        _discard_study(studies, name_of_study)
         raise
     return job, True
+
+
+def _discard_study(studies: Studies, name: str) -> None:
+    """Best effort: a study whose job was never committed is deleted (if the database is down
+    too, it stays, empty and unreferenced; the original error is what the client sees)."""
+    try:
+        studies.delete(name)
+    except Exception:
+        logger.warning("could not delete the unused study %s", name, exc_info=True)
 
 
 class _LostRace(Exception):
