@@ -45,9 +45,10 @@ class TrialOutcome:
         if "learning_rate" not in self.params:
             raise ValueError(f"trial {self.number}: params must include learning_rate")
         for name, value in self.params.items():
-            ok = isinstance(value, int | float) and math.isfinite(value)
-            positive = name != "weight_decay"
-            if not ok or (positive and value <= 0) or (name in ("b1", "b2") and value >= 1):
+            ok = isinstance(value, int | float) and math.isfinite(value) and value >= 0
+            if name in ("learning_rate", "eps", "eps_root"):  # modelled on a log scale
+                ok = ok and value > 0
+            if not ok or (name in ("b1", "b2") and value >= 1):
                 raise ValueError(f"trial {self.number}: {name}={value!r} is out of range")
         if not self.diverged:
             object.__setattr__(self, "diverged", (False,) * len(self.losses))

@@ -1,0 +1,290 @@
+"""Recommendation quality: our recommendation against what a practitioner does instead (#5).
+
+For every built-in task, at its default number of steps and ACProp's other defaults:
+
+- **reference**: a 48-point log grid of learning rates over [1e-5, 1] x 3 seeds at
+  ``eps_root=1e-8``; its best learning rate (lowest mean validation loss among learning rates
+  where no seed diverged) is the reference.
+- **(a) ours**: a job over the default space (learning rate log [1e-5, 1], ``eps_root`` log
+  [1e-16, 1e-6], the rest fixed) that spends a quarter of the reference's compute, in
+  trial-seed-steps: a 6-point warm-start log sweep of learning rates at ``eps_root=1e-8`` and
+  12 TPE trials (Optuna, in-memory, 3 populations of 4), all with 2 seeds, so
+  ``(6 + 12) x 2 = 36 = 48 x 3 / 4`` trial-seeds; a diverged trial is told to TPE as a
+  finite penalty (as the service's broker does). Then :func:`optimizer.recommendation.recommend`.
+- **(b) plain TPE**: the best trial of an Optuna TPE study over the same space with the same
+  budget, the way an Optuna user runs it: 36 trials of one seed (in populations of 4), a
+  diverged trial returns NaN (so it FAILs).
+- **(c) range test**: fastai's "valley" suggestion from an LR range test (100 steps,
+  [1e-5, 1], ``eps_root=1e-8``; its cost is not counted against anyone).
+- **(d) paper**: learning rate 1e-3 with ``eps_root=1e-8``.
+- **(e) optax defaults**: ``optax.contrib.acprop`` has no default learning rate; we use 1e-3
+  with its defaults, including ``eps_root=1e-16``.
+
+Every answer, and the reference's best learning rate, is then trained on the same 5 fresh
+seeds (common random numbers); each is scored by its mean validation loss over them, and its
+regret is ``100 * (loss - loss_reference) / |loss_reference|`` against the reference's best
+on those seeds. A diverged seed counts with the validation loss of its last finite
+parameters, and the table says how many seeds diverged. ``BENCH_RECOMMENDATION_TASKS``
+(comma-separated) restricts the tasks for a quick run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+
+from optimizer.config import ACPropConfig
+from optimizer.lr_range_test import run_range_test
+from optimizer.population import FinalResult, PopulationTrainer
+from optimizer.recommendation import NotEnoughEvidence, TrialOutcome, recommend
+from optimizer.tasks import load_task, task_names
+
+NAME = "recommendation"
+TITLE = "Recommendation quality: regret against a 48-point learning-rate grid"
+GRID_POINTS, GRID_SEEDS = 48, (0, 1, 2)
+LR_LOW, LR_HIGH = 1e-5, 1.0
+EPS_ROOT_LOW, EPS_ROOT_HIGH = 1e-16, 1e-6
+SAFE_EPS_ROOT = 1e-8
+JOB_SEEDS, SWEEP_POINTS, BATCH = (10, 11), 6, 4
+BUDGET_TRIAL_SEEDS = GRID_POINTS * len(GRID_SEEDS) // 4
+JOB_TPE_TRIALS = (BUDGET_TRIAL_SEEDS - SWEEP_POINTS * len(JOB_SEEDS)) // len(JOB_SEEDS)
+PLAIN_SEED = (20,)
+EVAL_SEEDS = (100, 101, 102, 103, 104)
+METHODS = ("ours", "plain_tpe", "range_test", "paper", "optax_defaults")
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _train(task: Any, configs: Sequence[ACPropConfig], seeds: Sequence[int]) -> FinalResult:
+    steps = task.meta.default_steps
+    trainer = PopulationTrainer(task, n_configs=len(configs), n_seeds=len(seeds), chunk_steps=steps)
+    return trainer.train(configs, seeds, steps)
+
+
+def _seed_results(final: FinalResult, k: int) -> tuple[list[float | None], list[bool]]:
+    losses = [float(v) if math.isfinite(v) else None for v in final.validation_loss[k]]
+    return losses, [bool(d >= 0) for d in final.diverged_at[k]]
+
+
+def _penalty(finished: list[float], diverged_at: int, steps: int) -> float:
+    # The broker's rule (service/broker/penalty.py): a spread above the worst finished
+    # loss, more the earlier the trial blew up, so TPE learns the unsafe region.
+    hi, lo = (max(finished), min(finished)) if finished else (0.0, 0.0)
+    spread = max(hi - lo, abs(hi), 1.0)
+    return hi + spread * (1.0 + 1.0 - min(max(diverged_at, 0), steps) / steps)
+
+
+def _suggest(trial: optuna.Trial) -> ACPropConfig:
+    return ACPropConfig(
+        learning_rate=trial.suggest_float("learning_rate", LR_LOW, LR_HIGH, log=True),
+        eps_root=trial.suggest_float("eps_root", EPS_ROOT_LOW, EPS_ROOT_HIGH, log=True),
+    )
+
+
+def _our_job(task: Any) -> tuple[ACPropConfig | None, dict[str, Any]]:
+    steps = task.meta.default_steps
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    for lr in np.geomspace(LR_LOW, LR_HIGH, SWEEP_POINTS):
+        study.enqueue_trial({"learning_rate": float(lr), "eps_root": SAFE_EPS_ROOT})
+    outcomes: list[TrialOutcome] = []
+    finished: list[float] = []
+    batches = [SWEEP_POINTS] + [BATCH] * (JOB_TPE_TRIALS // BATCH)
+    for size in batches:
+        trials = [study.ask() for _ in range(size)]
+        configs = [_suggest(t) for t in trials]
+        final = _train(task, configs, JOB_SEEDS)
+        for k, (trial, config) in enumerate(zip(trials, configs, strict=True)):
+            losses, diverged = _seed_results(final, k)
+            outcomes.append(
+                TrialOutcome(trial.number, config.to_dict(), tuple(losses), tuple(diverged))
+            )
+            if any(diverged) or None in losses:
+                at = int(final.diverged_at[k].max())
+                study.tell(trial, _penalty(finished, at, steps))
+            else:
+                value = float(np.mean(losses))  # type: ignore[arg-type]
+                finished.append(value)
+                study.tell(trial, value)
+    info: dict[str, Any] = {"trials": len(outcomes), "seeds_per_trial": len(JOB_SEEDS)}
+    try:
+        rec = recommend(outcomes, status="final")
+    except NotEnoughEvidence as exc:
+        info["not_enough_evidence"] = exc.reason
+        return None, info
+    info.update(
+        recommendation=rec.to_dict(),
+        trial_seeds_diverged=sum(sum(o.diverged) for o in outcomes),
+    )
+    config = ACPropConfig(**{k: getattr(rec, k) for k in ACPropConfig.__dataclass_fields__})
+    return config, info
+
+
+def _plain_tpe(task: Any) -> tuple[ACPropConfig | None, dict[str, Any]]:
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    for _ in range(BUDGET_TRIAL_SEEDS // BATCH):
+        trials = [study.ask() for _ in range(BATCH)]
+        configs = [_suggest(t) for t in trials]
+        final = _train(task, configs, PLAIN_SEED)
+        for k, trial in enumerate(trials):
+            losses, diverged = _seed_results(final, k)
+            ok = not any(diverged) and losses[0] is not None
+            study.tell(trial, losses[0] if ok else math.nan)
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        return None, {"trials": len(study.trials), "completed": 0}
+    best = study.best_trial
+    return _suggest_fixed(best.params), {"trials": len(study.trials), "completed": len(completed)}
+
+
+def _suggest_fixed(params: dict[str, float]) -> ACPropConfig:
+    return ACPropConfig(learning_rate=params["learning_rate"], eps_root=params["eps_root"])
+
+
+def _grid(task: Any) -> tuple[ACPropConfig, list[dict[str, Any]]]:
+    lrs = np.geomspace(LR_LOW, LR_HIGH, GRID_POINTS)
+    configs = [ACPropConfig(learning_rate=float(lr), eps_root=SAFE_EPS_ROOT) for lr in lrs]
+    final = _train(task, configs, GRID_SEEDS)
+    rows, best = [], (math.inf, configs[0])
+    for k, config in enumerate(configs):
+        losses, diverged = _seed_results(final, k)
+        mean = float(np.mean(losses)) if None not in losses else None  # type: ignore[arg-type]
+        rows.append(
+            {
+                "learning_rate": config.learning_rate,
+                "mean_validation_loss": mean,
+                "diverged_seeds": sum(diverged),
+            }
+        )
+        if mean is not None and not any(diverged) and mean < best[0]:
+            best = (mean, config)
+    return best[1], rows
+
+
+def _task(name: str) -> dict[str, Any]:
+    task = load_task(name, {})
+    steps = task.meta.default_steps
+    started = time.perf_counter()
+    reference, grid_rows = _grid(task)
+    ours, ours_info = _our_job(task)
+    plain, plain_info = _plain_tpe(task)
+    range_test = run_range_test(
+        task, start_lr=LR_LOW, end_lr=LR_HIGH, hyperparameters={"eps_root": SAFE_EPS_ROOT}
+    )
+    answers: dict[str, ACPropConfig | None] = {
+        "ours": ours,
+        "plain_tpe": plain,
+        "range_test": ACPropConfig(learning_rate=range_test.suggestion, eps_root=SAFE_EPS_ROOT),
+        "paper": ACPropConfig(learning_rate=1e-3, eps_root=SAFE_EPS_ROOT),
+        "optax_defaults": ACPropConfig(learning_rate=1e-3),
+    }
+    given = [("reference", reference)] + [(m, c) for m, c in answers.items() if c is not None]
+    final = _train(task, [c for _, c in given], EVAL_SEEDS)
+    scores: dict[str, dict[str, Any]] = {}
+    for k, (method, config) in enumerate(given):
+        losses = final.validation_loss[k]
+        mean = float(np.mean(losses)) if np.isfinite(losses).all() else None
+        scores[method] = {
+            "learning_rate": config.learning_rate,
+            "eps_root": config.eps_root,
+            "mean_validation_loss": mean,
+            "diverged_seeds": int((final.diverged_at[k] >= 0).sum()),
+        }
+    ref = scores["reference"]["mean_validation_loss"]
+    for method in METHODS:
+        s = scores.setdefault(method, {"mean_validation_loss": None, "diverged_seeds": None})
+        loss = s["mean_validation_loss"]
+        s["regret_pct"] = None if loss is None or ref is None else 100.0 * (loss - ref) / abs(ref)
+    return {
+        "task": name,
+        "steps": steps,
+        "budget_trial_seed_steps": {
+            "reference": GRID_POINTS * len(GRID_SEEDS) * steps,
+            "ours": (SWEEP_POINTS + JOB_TPE_TRIALS) * len(JOB_SEEDS) * steps,
+            "plain_tpe": (BUDGET_TRIAL_SEEDS // BATCH) * BATCH * len(PLAIN_SEED) * steps,
+        },
+        "scores": scores,
+        "ours": ours_info,
+        "plain_tpe": plain_info,
+        "range_test": {
+            "suggestion": range_test.suggestion,
+            "steps_recorded": int(range_test.lrs.size),
+        },
+        "grid": grid_rows,
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def run() -> dict[str, Any]:
+    """Runs every task (or ``BENCH_RECOMMENDATION_TASKS``) and summarises."""
+    chosen = os.environ.get("BENCH_RECOMMENDATION_TASKS")
+    names = [n for n in task_names() if not chosen or n in chosen.split(",")]
+    tasks = [_task(n) for n in names]
+    ours = [t["scores"]["ours"] for t in tasks]
+    regrets = [s["regret_pct"] for s in ours]
+    wins = {
+        m: sum(
+            1
+            for t in tasks
+            if t["scores"]["ours"]["regret_pct"] is not None
+            and (
+                t["scores"][m]["regret_pct"] is None
+                or t["scores"]["ours"]["regret_pct"] <= t["scores"][m]["regret_pct"]
+            )
+        )
+        for m in METHODS[1:]
+    }
+    summary = {
+        "tasks": names,
+        "max_regret_pct": None if None in regrets or not regrets else max(regrets),
+        "diverged_seeds_at_recommendation": sum(s["diverged_seeds"] or 0 for s in ours),
+        "tasks_without_recommendation": [
+            t["task"] for t in tasks if t["scores"]["ours"]["regret_pct"] is None
+        ],
+        "ours_at_least_as_good_as": wins,
+        "wall_s": sum(t["wall_s"] for t in tasks),
+    }
+    return {"name": NAME, "summary": summary, "tasks": tasks}
+
+
+def _fmt(score: dict[str, Any]) -> str:
+    if score.get("regret_pct") is None:
+        return "no answer" if score.get("mean_validation_loss") is None else "n/a"
+    cell = f"{score['regret_pct']:+.1f} % (lr {score['learning_rate']:.2g})"
+    return cell + (f", **{score['diverged_seeds']}/5 diverged**" if score["diverged_seeds"] else "")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The benchmark's section of docs/benchmarks.md."""
+    s = result["summary"]
+    lines = [
+        f"## {TITLE}",
+        "",
+        "Regret of each answer's mean validation loss over 5 fresh seeds against the best "
+        "learning rate of a 48-point grid x 3 seeds (eps_root 1e-8) trained on the same seeds; "
+        "ours and plain TPE spend a quarter of the grid's trial-seed-steps. See "
+        "`bench/recommendation.py` for the protocol.",
+        "",
+        "| task | reference lr | (a) ours | (b) plain TPE | (c) range test valley | (d) paper 1e-3, eps_root 1e-8 | (e) optax defaults 1e-3, eps_root 1e-16 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in result["tasks"]:
+        sc = t["scores"]
+        cells = [_fmt(sc[m]) for m in METHODS]
+        lines.append(
+            f"| {t['task']} | {sc['reference']['learning_rate']:.2g} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        f"Summary: max regret of ours {s['max_regret_pct'] if s['max_regret_pct'] is None else round(s['max_regret_pct'], 2)} %, "
+        f"diverged seeds at our recommendation {s['diverged_seeds_at_recommendation']}, "
+        f"ours at least as good as the alternative on {s['ours_at_least_as_good_as']} of "
+        f"{len(result['tasks'])} tasks; wall time {s['wall_s']:.0f} s.",
+        "",
+    ]
+    return "\n".join(lines)
