@@ -53,6 +53,14 @@ class Stack:
     log_dir: Path
     jax_cache_dir: Path
     workers: list[WorkerProcess] = field(default_factory=list)
+    replicas: list[Server] = field(default_factory=list)
+
+    def replica(self) -> Server:
+        """Another API process on the same database (as behind a load balancer)."""
+        server = Server(self.base_env, self.log_dir, name=f"replica{len(self.replicas) + 1}")
+        self.replicas.append(server)
+        server.start()
+        return server
 
     def http(self) -> httpx.Client:
         return httpx.Client(
@@ -89,10 +97,18 @@ class Stack:
         except TimeoutError:
             raise AssertionError(self.diagnostics(job_id)) from None
 
-    def worker(self, name: str, *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+    def worker(
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+        server: Server | None = None,
+    ) -> WorkerProcess:
         wenv = worker_env(self.base_env, self.worker_key, self.jax_cache_dir)
         wenv.update(env or {})
-        proc = WorkerProcess(name, self.server.url, wenv, self.log_dir, list(args))
+        url = (server or self.server).url
+        proc = WorkerProcess(name, url, wenv, self.log_dir, list(args), command)
         self.workers.append(proc)
         return proc
 
@@ -161,4 +177,6 @@ def make_stack(tmp_path: Path, jax_cache_dir: Path) -> Iterator[Any]:
         for worker in stack.workers:
             worker.stop()
         stack.server.stop()
+        for replica in stack.replicas:
+            replica.stop()
         stack.db.drop()

@@ -95,7 +95,8 @@ def run_cli(args: list[str], env: Mapping[str, str], timeout_s: float = 120) -> 
 class Server:
     """`acprop-tuner serve` as a subprocess; `kill()` is a SIGKILL, `start()` brings it back."""
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log_dir: Path, name: str = "server") -> None:
+        self.name = name
         self.env = dict(env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -105,7 +106,7 @@ class Server:
 
     def start(self, timeout_s: float = 60) -> None:
         self.starts += 1
-        log = open(self.log_dir / f"server-{self.starts}.log", "wb")  # noqa: SIM115
+        log = open(self.log_dir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [*CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env,
@@ -139,7 +140,7 @@ class Server:
                 self.proc.wait()
 
     def log_tail(self, n: int = 3000) -> str:
-        path = self.log_dir / f"server-{self.starts}.log"
+        path = self.log_dir / f"{self.name}-{self.starts}.log"
         return path.read_text(errors="replace")[-n:] if path.exists() else ""
 
 
@@ -147,10 +148,17 @@ class WorkerProcess:
     """One `acprop-tuner worker` subprocess; restartable with the same arguments."""
 
     def __init__(
-        self, name: str, server_url: str, env: Mapping[str, str], log_dir: Path, args: list[str]
+        self,
+        name: str,
+        server_url: str,
+        env: Mapping[str, str],
+        log_dir: Path,
+        args: list[str],
+        command: list[str] | None = None,
     ) -> None:
         self.name = name
-        self.args = [*CLI, "worker", "--server", server_url, *args]
+        # By default the real `acprop-tuner worker`; tests may run another worker program.
+        self.args = [*(command or [*CLI, "worker"]), "--server", server_url, *args]
         self.journal = log_dir / f"{name}.journal.jsonl"
         self.env = {**env, "ACPROP_TUNER_WORKER_JOURNAL": str(self.journal)}
         self.log_dir = log_dir
