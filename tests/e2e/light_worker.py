@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -34,14 +35,26 @@ def loss_value(mode: str, rng: random.Random) -> float:
     return NON_FINITE[mode]
 
 
-def send_raw(http: httpx.Client, path: str, body: dict) -> httpx.Response:
+def kinds(body: object) -> set[str]:
+    """Which non-finite values a body carries ("nan", "inf", "-inf")."""
+    if isinstance(body, float) and not math.isfinite(body):
+        return {"nan" if math.isnan(body) else ("inf" if body > 0 else "-inf")}
+    if isinstance(body, dict):
+        return set().union(*(kinds(v) for v in body.values()))
+    if isinstance(body, list):
+        return set().union(*(kinds(v) for v in body))
+    return set()
+
+
+def send_raw(http: httpx.Client, path: str, body: dict) -> tuple[str, int, list[str]]:
     # json.dumps writes NaN / Infinity / -Infinity literals (allow_nan=True by default);
     # httpx's own json= refuses them.
-    return http.post(
+    response = http.post(
         f"/api/v1/leases{path}",
         content=json.dumps(body),
         headers={"Content-Type": "application/json"},
     )
+    return path, response.status_code, sorted(kinds(body))
 
 
 def finish(
@@ -77,7 +90,7 @@ def finish(
         }
         for lease in leases
     ]
-    statuses.append(send_raw(http, "/report", {"reports": reports}).status_code)
+    statuses.append(send_raw(http, "/report", {"reports": reports}))
     results_raw = []
     for lease in leases:
         n = len(lease.trial.seeds)
@@ -94,7 +107,7 @@ def finish(
                 "compile_s": 0.0,
             }
         )
-    statuses.append(send_raw(http, "/complete", {"results": results_raw}).status_code)
+    statuses.append(send_raw(http, "/complete", {"results": results_raw}))
     return statuses
 
 
@@ -136,8 +149,8 @@ def main() -> int:
                 job_id=t.job_id,
             )
         started = time.monotonic()
-        for status in finish(client, http, answer.leases, args.losses, rng):
-            journal.write("raw_status", status=status)
+        for path, status, sent in finish(client, http, answer.leases, args.losses, rng):
+            journal.write("raw_status", path=path, status=status, kinds=sent)
         journal.write("complete_call", n=len(answer.leases), s=time.monotonic() - started)
         idle_since = time.monotonic()
     journal.close()
