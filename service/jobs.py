@@ -20,9 +20,13 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from optimizer.space import SearchSpace
+from optimizer.warm_start import warm_start_configs
+from service.broker.leasing import enqueue_trials
 from service.db.models import Job, JobStatus, Tenant, Trial, TrialReport, TrialState, utcnow
 from service.errors import Conflict, NotFound, QuotaExceeded
 from service.keys import Principal
+from service.recommendations import job_recommendation
 from service.schemas import JobCreate
 from service.settings import Settings
 from service.studies import Studies, study_name
@@ -178,6 +182,10 @@ def create_job(
             idempotency_key=idempotency_key,
         )
         session.add(job)
+        if spec.get("warm_start"):
+            session.flush()  # the job row first: the sweep's trials refer to it
+            sweep = warm_start_configs(SearchSpace.from_dict(spec["space"]), job.n_trials)
+            enqueue_trials(session, job, sweep)
         session.commit()
     except _LostRace as race:
         session.rollback()
@@ -322,25 +330,9 @@ def delete_job(session: Session, studies: Studies, tenant_id: uuid.UUID, job_id:
     session.commit()
 
 
-def get_recommendation(session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID) -> Any:
-    """The job's recommendation (issue #5); until it exists, a 409 that says why.
-
-    ``tenant_id`` None reads any tenant's job (the local ``acprop-tuner recommend``).
-    """
-    query = select(Job).where(Job.id == job_id)
-    if tenant_id is not None:
-        query = query.where(Job.tenant_id == tenant_id)
-    job = session.scalar(query)
-    if job is None:
-        raise NotFound(f"no job {job_id}")
-    finished = session.scalar(
-        select(func.count())
-        .select_from(Trial)
-        .where(Trial.job_id == job_id, Trial.state.in_([s.value for s in TrialState.finished()]))
-    )
-    session.rollback()
-    raise Conflict(
-        f"no recommendation for job {job_id} yet: {finished or 0} of {job.n_trials} trials "
-        "have finished, and this server does not compute recommendations yet; "
-        "read the trials at /api/v1/jobs/{id}/trials meanwhile"
-    )
+def get_recommendation(
+    session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
+) -> dict[str, Any]:
+    """The job's recommendation (see :mod:`service.recommendations`); 409 with the reason
+    while there is none. ``tenant_id`` None reads any tenant's job (the local CLI)."""
+    return job_recommendation(session, tenant_id, job_id)

@@ -27,6 +27,8 @@ FULL_BODY: dict[str, Any] = {
     "budget": {"n_trials": 64, "steps": 300, "seeds": 2, "report_every": 25, "max_attempts": 3},
     "sampler": "tpe",
     "pruner": "none",
+    # These tests write trials themselves; the warm-start sweep is tested on its own.
+    "warm_start": False,
 }
 
 

@@ -1,0 +1,92 @@
+"""The warm-start sweep: the first population of a job, a log-spaced learning-rate sweep.
+
+Before the sampler proposes anything, a job trains a log-spaced sweep of learning rates over
+its search range at the default other settings. The sweep gives the sampler (and the
+recommendation) the shape of loss against learning rate and the place where training
+diverges, at a cost of about a quarter of the budget.
+
+Because ACProp's divergence edge depends strongly on ``eps_root`` (optax's default 1e-16 can
+blow up at learning rates far below the edge for 1e-8, see facts.md), a searched ``eps_root``
+is swept at two levels: the paper's 1e-8 and the lowest value of the range (optax's default
+in the default space). Every other searched setting sits at optax's default, clamped into
+its range.
+
+Jax-free: the service calls it when a job is submitted.
+"""
+
+from __future__ import annotations
+
+import math
+
+from optimizer.space import HYPERPARAMETERS, Fixed, Range, SearchSpace
+
+__all__ = ["OPTAX_DEFAULTS", "PAPER_EPS_ROOT", "warm_start_configs"]
+
+#: optax.contrib.acprop's defaults (learning rate aside).
+OPTAX_DEFAULTS: dict[str, float] = {
+    "b1": 0.9,
+    "b2": 0.999,
+    "eps": 1e-16,
+    "eps_root": 1e-16,
+    "weight_decay": 0.0,
+}
+#: The eps inside the root of the paper's own CIFAR runs; it removes the early blow-up.
+PAPER_EPS_ROOT = 1e-8
+#: Share of the budget the sweep may spend, and the learning rates per eps_root level.
+MAX_SHARE = 0.25
+MIN_POINTS, MAX_POINTS = 3, 12
+
+
+def _clamp(value: float, entry: Range) -> float:
+    return min(max(value, entry.low), entry.high)
+
+
+def _log_grid(low: float, high: float, n: int) -> list[float]:
+    if n == 1:
+        return [math.sqrt(low * high)]
+    a, b = math.log10(low), math.log10(high)
+    return [10.0 ** (a + (b - a) * i / (n - 1)) for i in range(n)]
+
+
+def _lin_grid(low: float, high: float, n: int) -> list[float]:
+    if n == 1:
+        return [(low + high) / 2]
+    return [low + (high - low) * i / (n - 1) for i in range(n)]
+
+
+def warm_start_configs(space: SearchSpace, n_trials: int) -> list[dict[str, float]]:
+    """The warm-start sweep of a job with ``n_trials`` trials over ``space``.
+
+    Returns full configurations (every hyperparameter), at most ``MAX_SHARE * n_trials``
+    of them but at least ``MIN_POINTS`` learning rates per ``eps_root`` level while the budget
+    allows; empty when the learning rate is fixed or the budget is too small to sweep.
+    The grid's end points are the range's end points, so the sweep shows both the slow end
+    and the divergent end of the range.
+    """
+    lr = space.learning_rate
+    if not isinstance(lr, Range) or n_trials < MIN_POINTS:
+        return []
+    base: dict[str, float] = {}
+    for name in HYPERPARAMETERS[1:]:
+        entry = getattr(space, name)
+        base[name] = (
+            entry.value if isinstance(entry, Fixed) else _clamp(OPTAX_DEFAULTS[name], entry)
+        )
+
+    eps_root = space.eps_root
+    levels = [base["eps_root"]]
+    if isinstance(eps_root, Range):
+        levels = sorted({_clamp(PAPER_EPS_ROOT, eps_root), eps_root.low}, reverse=True)
+
+    budget = max(int(n_trials * MAX_SHARE), MIN_POINTS * len(levels))
+    per_level = min(MAX_POINTS, budget // len(levels), n_trials // len(levels))
+    if per_level < MIN_POINTS:
+        levels = levels[:1]
+        per_level = min(MAX_POINTS, max(budget, MIN_POINTS), n_trials)
+    grid = (_log_grid if lr.log else _lin_grid)(lr.low, lr.high, per_level)
+
+    configs: list[dict[str, float]] = []
+    for rate in grid:  # interleaved, so any prefix of the sweep covers both levels
+        for level in levels:
+            configs.append({"learning_rate": rate, **base, "eps_root": level})
+    return configs

@@ -1,0 +1,102 @@
+"""A job's recommendation: its finished trials, read from our tables, through the
+recommendation math of :mod:`optimizer.recommendation` (numpy/scipy, no jax).
+
+Which trials count: `complete` trials give a loss per seed (the validation loss where the
+worker measured it, else the final training loss); `diverged` trials give the divergence
+evidence. Pruned trials stopped early, so their losses are not comparable with finished ones,
+and failed trials carry nothing: both are left out.
+
+The answer is `provisional` while the job runs and `final` once it has ended. Fitting is cheap
+at the sizes a job has, but a busy dashboard polls; answers are cached per (job, finished
+trials), so a poll that finds nothing new costs one count query.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from optimizer.recommendation import NotEnoughEvidence, TrialOutcome, recommend
+from service.db.models import Job, JobStatus, Trial, TrialState
+from service.errors import Conflict, NotFound
+
+__all__ = ["job_recommendation"]
+
+_CACHE_SIZE = 256
+_cache: OrderedDict[tuple[uuid.UUID, int, str], dict[str, Any]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+_USED_STATES = (TrialState.COMPLETE.value, TrialState.DIVERGED.value)
+
+
+def _outcome(trial: Trial) -> TrialOutcome:
+    diverged = trial.state == TrialState.DIVERGED.value
+    losses: list[float | None] = list(trial.validation_losses or [])
+    if not losses or any(v is None for v in losses):
+        losses = list(trial.final_losses or [])
+    if not losses:
+        losses = [trial.value] if trial.value is not None else [None]
+    # The trial row keeps the first step any seed diverged at, not which seeds: a diverged
+    # trial counts every seed as diverged, which errs on the safe side of the edge.
+    return TrialOutcome(
+        number=trial.number,
+        params={k: float(v) for k, v in trial.params.items()},
+        losses=tuple(losses),
+        diverged=(diverged,) * len(losses),
+    )
+
+
+def _compute(trials: list[Trial], job: Job, status: str) -> dict[str, Any]:
+    try:
+        rec = recommend([_outcome(t) for t in trials], status=status)  # type: ignore[arg-type]
+    except NotEnoughEvidence as exc:
+        raise Conflict(
+            f"no recommendation for job {job.id} yet: {exc.reason} "
+            f"({len(trials)} of {job.n_trials} trials finished with a result)"
+        ) from None
+    return {"job_id": str(job.id), **rec.to_dict()}
+
+
+def job_recommendation(
+    session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
+) -> dict[str, Any]:
+    """The recommendation of a job the caller owns (``tenant_id`` None: any job, for the
+    local CLI); 404 when there is no such job, 409 with the reason while there is none."""
+    query = select(Job).where(Job.id == job_id)
+    if tenant_id is not None:
+        query = query.where(Job.tenant_id == tenant_id)
+    job = session.scalar(query)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    status = "provisional" if job.status in JobStatus.active() else "final"
+    n_used = (
+        session.scalar(
+            select(func.count())
+            .select_from(Trial)
+            .where(Trial.job_id == job_id, Trial.state.in_(_USED_STATES))
+        )
+        or 0
+    )
+    key = (job_id, n_used, status)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None:
+            _cache.move_to_end(key)
+    if cached is not None:
+        session.rollback()
+        return cached
+    trials = list(
+        session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.state.in_(_USED_STATES)))
+    )
+    session.rollback()  # nothing to write; end the read before the fit
+    answer = _compute(trials, job, status)
+    with _cache_lock:
+        _cache[key] = answer
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return answer

@@ -1,0 +1,58 @@
+"""The warm-start sweep: log-spaced learning rates over the range, both eps_root levels."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from optimizer.space import Fixed, Range, SearchSpace
+from optimizer.warm_start import MAX_POINTS, PAPER_EPS_ROOT, warm_start_configs
+
+
+def test_default_space_sweeps_the_whole_range_at_both_eps_root_levels() -> None:
+    configs = warm_start_configs(SearchSpace(), 64)
+    assert len(configs) == 16  # a quarter of the budget
+    lrs = sorted({c["learning_rate"] for c in configs})
+    assert math.isclose(lrs[0], 1e-5) and math.isclose(lrs[-1], 1.0)
+    ratios = [b / a for a, b in zip(lrs, lrs[1:], strict=False)]
+    assert max(ratios) == pytest.approx(min(ratios))  # evenly spaced in log
+    assert {c["eps_root"] for c in configs} == {1e-16, PAPER_EPS_ROOT}
+    assert all(c["b1"] == 0.9 and c["b2"] == 0.999 and c["weight_decay"] == 0.0 for c in configs)
+    # Interleaved: the first trials leased already cover both levels.
+    assert {c["eps_root"] for c in configs[:2]} == {1e-16, PAPER_EPS_ROOT}
+
+
+@pytest.mark.parametrize("n_trials", [3, 5, 8, 16, 30, 64, 500])
+def test_never_exceeds_the_budget_and_stays_inside_the_space(n_trials: int) -> None:
+    space = SearchSpace(
+        learning_rate=Range(1e-4, 1e-1, log=True),
+        b2=Range(0.99, 0.9999),
+        eps_root=Range(1e-12, 1e-6, log=True),
+    )
+    configs = warm_start_configs(space, n_trials)
+    assert 3 <= len(configs) <= min(n_trials, 2 * MAX_POINTS)
+    for c in configs:
+        assert 1e-4 * (1 - 1e-12) <= c["learning_rate"] <= 1e-1 * (1 + 1e-12)
+        assert 0.99 <= c["b2"] <= 0.9999
+        assert 1e-12 <= c["eps_root"] <= 1e-6
+
+
+def test_no_sweep_when_the_learning_rate_is_fixed_or_the_budget_is_tiny() -> None:
+    assert warm_start_configs(SearchSpace(learning_rate=Fixed(1e-3)), 64) == []
+    assert warm_start_configs(SearchSpace(), 2) == []
+
+
+def test_fixed_eps_root_gives_one_level() -> None:
+    configs = warm_start_configs(SearchSpace(eps_root=Fixed(1e-10)), 64)
+    assert {c["eps_root"] for c in configs} == {1e-10}
+    assert len(configs) == MAX_POINTS  # a quarter of 64, capped
+
+
+def test_importing_it_does_not_import_jax() -> None:
+    # The service calls it when a job is submitted and must never import jax.
+    code = "import sys, optimizer.warm_start; print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
