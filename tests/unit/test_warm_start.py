@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import subprocess
 import sys
@@ -17,7 +18,7 @@ def test_default_space_sweeps_the_whole_range_at_both_eps_root_levels() -> None:
     assert len(configs) == 16  # a quarter of the budget
     lrs = sorted({c["learning_rate"] for c in configs})
     assert math.isclose(lrs[0], 1e-5) and math.isclose(lrs[-1], 1.0)
-    ratios = [b / a for a, b in zip(lrs, lrs[1:], strict=False)]
+    ratios = [b / a for a, b in itertools.pairwise(lrs)]
     assert max(ratios) == pytest.approx(min(ratios))  # evenly spaced in log
     assert {c["eps_root"] for c in configs} == {1e-16, PAPER_EPS_ROOT}
     assert all(c["b1"] == 0.9 and c["b2"] == 0.999 and c["weight_decay"] == 0.0 for c in configs)
