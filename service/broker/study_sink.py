@@ -5,7 +5,10 @@ with one trial per finished trial of ours, created in one `create_new_trial` cal
 template (params, value, intermediate losses, user attributes), and its id kept in
 `trials.optuna_trial_id`.
 
-Exactly once, although Optuna never joins our transactions: the finished trial is first
+Where the storage's schema is the one `optuna_bulk` was checked against, the trials are
+written in a few batched statements inside our own transaction, atomically with
+`optuna_trial_id`. Otherwise Optuna's `create_new_trial` is used, and then exactly once needs
+more care, since Optuna never joins our transactions: the finished trial is first
 committed in our table (it is then an entry of an outbox: finished, `optuna_trial_id` NULL);
 a writer claims outbox rows with `FOR UPDATE SKIP LOCKED`, creates the Optuna trials, stores
 their ids and commits, holding only those rows for a few milliseconds. Should a process die
@@ -21,16 +24,19 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.storages._rdb import models as optuna_models
+from optuna.trial import FrozenTrial, create_trial
 from optuna.trial import TrialState as OptunaState
-from optuna.trial import create_trial
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
+from service.broker import optuna_bulk
 from service.broker.registry import load_intermediate
 from service.broker.results import maybe_finish_jobs
 from service.broker.sampling import search_space
@@ -80,17 +86,17 @@ def write_finished(
         stmt = stmt.where(Trial.id.in_(list(trial_ids)))
     if finished_before is not None:
         stmt = stmt.where(Trial.finished_at < finished_before)
+    bulk = optuna_bulk.supported(storage)
     # On Postgres the claimed rows stay locked while Optuna writes (a concurrent writer skips
-    # them). SQLite has one writer: our open transaction would block Optuna's own connection,
-    # so there the claim is ended first and a process-wide lock keeps writers apart.
-    hold = session.get_bind().dialect.name == "postgresql"
+    # them). On SQLite our open transaction would block Optuna's own connection, so with
+    # Optuna's own writes the claim is ended first and a process-wide lock keeps writers apart.
+    hold = bulk or session.get_bind().dialect.name == "postgresql"
     with contextlib.nullcontext() if hold else _SINGLE_WRITER:
         rows = session.execute(stmt).all()
         if not rows:
             session.rollback()
             return 0
-        keys = [(r.Trial.id, r.Trial.attempt) for r in rows]
-        intermediate = load_intermediate(session, keys)
+        intermediate = load_intermediate(session, [(r.Trial.id, r.Trial.attempt) for r in rows])
         pending = [
             (
                 r.Trial.id,
@@ -100,24 +106,56 @@ def write_finished(
             )
             for r in rows
         ]
-        if not hold:
-            session.rollback()
-        study_ids: dict[str, int] = {}
-        existing: dict[str, dict[int, int]] = {}
-        updates = []
-        for trial_id, _, name, template in pending:
-            if name not in study_ids:
-                study_ids[name] = storage.get_study_id_from_name(name)
-                if recover:
-                    existing[name] = _written(storage, study_ids[name])
-            optuna_id = existing.get(name, {}).get(trial_id)
-            if optuna_id is None:
-                optuna_id = storage.create_new_trial(study_ids[name], template)
-            updates.append({"id": trial_id, "optuna_trial_id": optuna_id})
+        if bulk:
+            updates = _write_bulk(session, pending)
+        else:
+            if not hold:
+                session.rollback()
+            updates = _write_one_by_one(storage, pending, recover=recover)
         session.execute(update(Trial), updates)
         maybe_finish_jobs(session, {job_id for _, job_id, _, _ in pending}, utcnow())
         session.commit()
     return len(updates)
+
+
+_Pending = tuple[int, uuid.UUID, str, FrozenTrial]
+
+
+def _write_bulk(session: Session, pending: list[_Pending]) -> list[dict[str, int]]:
+    """All trials in our transaction: they join the study atomically with our bookkeeping,
+    so a crash leaves either both or neither (no recovery check needed)."""
+    updates = []
+    by_study: dict[str, list[_Pending]] = {}
+    for item in pending:
+        by_study.setdefault(item[2], []).append(item)
+    studies = optuna_models.StudyModel.__table__
+    for name, items in by_study.items():
+        study_id = session.scalar(select(studies.c.study_id).where(studies.c.study_name == name))
+        if study_id is None:
+            raise LookupError(f"the job's Optuna study {name!r} does not exist")
+        ids = optuna_bulk.bulk_create_trials(session, study_id, [t for *_, t in items])
+        updates += [{"id": i[0], "optuna_trial_id": oid} for i, oid in zip(items, ids, strict=True)]
+    return updates
+
+
+def _write_one_by_one(
+    storage: optuna.storages.BaseStorage, pending: list[_Pending], *, recover: bool
+) -> list[dict[str, int]]:
+    """Optuna's own `create_new_trial`, one transaction per trial; a recovery pass first
+    looks for trials an interrupted writer already created."""
+    study_ids: dict[str, int] = {}
+    existing: dict[str, dict[int, int]] = {}
+    updates = []
+    for trial_id, _, name, template in pending:
+        if name not in study_ids:
+            study_ids[name] = storage.get_study_id_from_name(name)
+            if recover:
+                existing[name] = _written(storage, study_ids[name])
+        optuna_id = existing.get(name, {}).get(trial_id)
+        if optuna_id is None:
+            optuna_id = storage.create_new_trial(study_ids[name], template)
+        updates.append({"id": trial_id, "optuna_trial_id": optuna_id})
+    return updates
 
 
 def _written(storage: optuna.storages.BaseStorage, study_id: int) -> dict[int, int]:
@@ -161,7 +199,7 @@ def _template(row: Row, intermediate: dict[int, float]) -> optuna.trial.FrozenTr
         "wall_s": trial.wall_s,
         "compile_s": trial.compile_s,
     }
-    return create_trial(
+    frozen = create_trial(
         state=state,
         value=value,
         params=params,
@@ -169,6 +207,12 @@ def _template(row: Row, intermediate: dict[int, float]) -> optuna.trial.FrozenTr
         intermediate_values=intermediate,
         user_attrs={k: v for k, v in attrs.items() if v is not None},
     )
+    # Our own times (FrozenTrial keeps naive local time, as Optuna does).
+    if trial.started_at is not None:
+        frozen.datetime_start = trial.started_at.astimezone().replace(tzinfo=None)
+    if trial.finished_at is not None:
+        frozen.datetime_complete = trial.finished_at.astimezone().replace(tzinfo=None)
+    return frozen
 
 
 def study_trial_count(storage: optuna.storages.BaseStorage, study_name: str) -> int:

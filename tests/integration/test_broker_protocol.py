@@ -9,37 +9,23 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import optuna
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from service.app import create_app
-from service.broker.study_sink import TRIAL_ID_ATTR
-from service.db.models import KeyScope, Lease, Trial, TrialReport
-from service.keys import create_key
 from service.settings import Settings
-from tests.integration.broker_support import job_body
+from tests.integration.broker_support import Api, db_state, result
 from tests.integration.conftest import make_settings
 
-TTL_S = 1.5
-REAPER_S = 0.2
+TTL_S = 120.0  # no lease expires during these tests (tests/integration/test_broker_reaper.py)
 
 
 @pytest.fixture(scope="module")
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Short leases and a fast reaper, so expiry tests take seconds."""
-    return make_settings(
-        database_url,
-        tmp_path_factory.mktemp("data"),
-        lease_ttl_s=TTL_S,
-        reaper_period_s=REAPER_S,
-    )
+    return make_settings(database_url, tmp_path_factory.mktemp("data"), lease_ttl_s=TTL_S)
 
 
 @pytest.fixture(scope="module")
@@ -49,92 +35,6 @@ def app(settings: Settings) -> Iterator[Any]:
     with TestClient(application, raise_server_exceptions=False) as client:
         application.state.test_client = client
         yield application
-
-
-class Api:
-    """One tenant's user and worker keys on the app."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.client: TestClient = app.state.test_client
-        tenant = f"t-{uuid.uuid4().hex[:8]}"
-        with app.state.session_factory() as session:
-            _, self.user_key = create_key(session, tenant=tenant, scope=KeyScope.USER)
-            _, self.worker_key = create_key(session, tenant=tenant, scope=KeyScope.WORKER)
-
-    def post(self, path: str, body: Any, *, key: str | None = None) -> Any:
-        # Raw JSON so that NaN and Infinity literals reach the server as a worker might send.
-        return self.client.post(
-            f"/api/v1{path}",
-            content=json.dumps(body),
-            headers={
-                "Authorization": f"Bearer {key or self.worker_key}",
-                "Content-Type": "application/json",
-            },
-        )
-
-    def submit(self, **budget: Any) -> dict[str, Any]:
-        r = self.post("/jobs", job_body(**budget), key=self.user_key)
-        assert r.status_code == 201, r.text
-        return r.json()
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        r = self.client.get(
-            f"/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {self.user_key}"}
-        )
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def lease(self, capacity: int) -> list[dict[str, Any]]:
-        r = self.post("/leases", {"worker_id": "test-worker", "capacity": capacity})
-        assert r.status_code == 200, r.text
-        return r.json()["leases"]
-
-
-def result(token: str, value: float = 0.5, **kw: Any) -> dict[str, Any]:
-    return {
-        "token": token,
-        "final_losses": [value, value],
-        "validation_losses": [value, value],
-        "last_finite_losses": [value, value],
-        "diverged_at_step": [None, None],
-        "pruned": False,
-        "wall_s": 0.1,
-        "compile_s": 0.0,
-        **kw,
-    }
-
-
-def db_state(app: Any, job_id: str) -> dict[str, Any]:
-    """Everything the broker stores of one job (ours and Optuna's), comparable with ==."""
-    with app.state.session_factory() as s:
-        trials = s.scalars(select(Trial).where(Trial.job_id == uuid.UUID(job_id))).all()
-        ids = [t.id for t in trials]
-        reports = s.execute(
-            select(TrialReport.trial_id, TrialReport.attempt, TrialReport.step, TrialReport.losses)
-            .where(TrialReport.trial_id.in_(ids))
-            .order_by(TrialReport.trial_id, TrialReport.step)
-        ).all()
-        leases = s.execute(
-            select(Lease.trial_id, Lease.attempt, Lease.end_reason, Lease.expires_at)
-            .where(Lease.trial_id.in_(ids))
-            .order_by(Lease.trial_id, Lease.attempt)
-        ).all()
-        study_name = f"acprop-job-{job_id}"
-    storage = app.state.studies.storage()
-    frozen = optuna.load_study(study_name=study_name, storage=storage).get_trials()
-    return {
-        "trials": sorted(
-            (t.id, t.number, t.state, t.attempt, t.value, t.diverged_at_step, t.optuna_trial_id)
-            for t in trials
-        ),
-        "reports": [tuple(r) for r in reports],
-        "leases": [tuple(le) for le in leases],
-        "optuna": sorted(
-            (f.user_attrs.get(TRIAL_ID_ATTR), f.state.name, f.value, f.intermediate_values)
-            for f in frozen
-        ),
-    }
 
 
 # -- the round trip ------------------------------------------------------------------------
@@ -230,15 +130,6 @@ def test_stale_tokens_get_409_and_change_nothing(app: Any) -> None:
     r = api.post("/leases/heartbeat", {"tokens": [good, released, unknown]})
     assert r.status_code == 200
     assert r.json()["held"] == [good] and set(r.json()["lost"]) == {released, unknown}
-
-
-def test_expired_lease_is_fenced_even_before_the_reaper_runs(app: Any) -> None:
-    api = Api(app)
-    api.submit(n_trials=1)
-    (lease,) = api.lease(1)
-    time.sleep(TTL_S + 0.05)
-    r = api.post("/leases/complete", {"results": [result(lease["token"])]})
-    assert r.status_code == 409
 
 
 # -- idempotency and reordering ------------------------------------------------------------
@@ -401,50 +292,3 @@ def test_cancel_ends_leases_at_the_next_heartbeat_or_report(app: Any) -> None:
     state = db_state(app, job["id"])
     assert [le[2] for le in state["leases"]] == ["cancelled"] * 3
     assert api.job(job["id"])["status"] == "cancelled"
-
-
-# -- the reaper ----------------------------------------------------------------------------
-
-
-def test_reaper_retries_with_identical_params_then_fails(app: Any) -> None:
-    api = Api(app)
-    job = api.submit(n_trials=1, max_attempts=3)
-    seen = []
-    for attempt in (1, 2, 3):
-        (lease,) = _lease_within(api, 1, timeout=TTL_S + 5)
-        assert lease["trial"]["attempt"] == attempt
-        seen.append(lease["trial"]["config"])
-        # The worker dies: no heartbeat, no result.
-    assert seen[0] == seen[1] == seen[2]
-    deadline = time.monotonic() + TTL_S + 5
-    while api.job(job["id"])["status"] != "finished":
-        assert time.monotonic() < deadline, "the reaper did not fail the trial in time"
-        time.sleep(0.05)
-    state = db_state(app, job["id"])
-    assert [t[2] for t in state["trials"]] == ["failed"]
-    assert [le[2] for le in state["leases"]] == ["expired"] * 3
-    assert [o[1] for o in state["optuna"]] == ["FAIL"]
-    assert api.lease(1) == []
-
-
-def test_heartbeat_keeps_a_lease_past_its_ttl(app: Any) -> None:
-    api = Api(app)
-    job = api.submit(n_trials=1)
-    (lease,) = api.lease(1)
-    for _ in range(4):
-        time.sleep(TTL_S / 3)
-        r = api.post("/leases/heartbeat", {"tokens": [lease["token"]]})
-        assert r.json()["held"] == [lease["token"]]
-    r = api.post("/leases/complete", {"results": [result(lease["token"])]})
-    assert r.status_code == 200
-    assert api.job(job["id"])["status"] == "finished"
-
-
-def _lease_within(api: Api, capacity: int, timeout: float) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        leases = api.lease(capacity)
-        if leases:
-            return leases
-        assert time.monotonic() < deadline, "no lease came back in time"
-        time.sleep(0.05)

@@ -1,0 +1,127 @@
+"""Writing many finished trials into an Optuna RDB study in a handful of statements.
+
+`RDBStorage.create_new_trial(template_trial=...)` is Optuna's public way to add a finished
+trial, but it costs about 3 round trips per intermediate value and 2-3 per parameter and
+attribute: some 75 statements for a trial with 20 reports, 30-130 ms each trial on Postgres
+here, more than Optuna's whole ask/report/tell loop. This module writes the same rows (through
+Optuna's own table definitions, so types and enum encodings are Optuna's) with one
+executemany per table for a whole batch, inside the caller's transaction: the trials become
+part of the study atomically with our own bookkeeping, which is what makes "exactly once"
+hold without a two-phase dance.
+
+It is used only where `supported` says the storage's schema is the one this code was checked
+against (Optuna 5, schema at head; a test compares its rows with `create_new_trial`'s);
+elsewhere the broker falls back to `create_new_trial`. Like Optuna, it numbers trials under
+the study's row lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+
+import optuna
+from optuna.distributions import distribution_to_json
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+__all__ = ["bulk_create_trials", "supported"]
+
+_CHECKED_MAJOR = 5
+
+
+def supported(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether `bulk_create_trials` may write into this storage's tables."""
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return False
+    if int(optuna.__version__.split(".")[0]) != _CHECKED_MAJOR:
+        return False
+    try:
+        return storage.get_current_version() == storage.get_head_version()
+    except Exception:  # an unreadable version table: let Optuna's own path decide
+        return False
+
+
+def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
+    # Optuna stores naive UTC (models.TrialModel); FrozenTrial datetimes are naive local time.
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def bulk_create_trials(
+    session: Session, study_id: int, templates: Sequence[FrozenTrial]
+) -> list[int]:
+    """Add finished trials to a study in the caller's transaction; returns their trial ids."""
+    if not templates:
+        return []
+    trials = models.TrialModel.__table__
+    session.execute(
+        select(models.StudyModel.__table__.c.study_id)
+        .where(models.StudyModel.__table__.c.study_id == study_id)
+        .with_for_update()
+    ).one()
+    first = session.scalar(
+        select(func.count()).select_from(trials).where(trials.c.study_id == study_id)
+    )
+    ids = list(
+        session.scalars(
+            insert(trials).returning(trials.c.trial_id, sort_by_parameter_order=True),
+            [
+                {
+                    "number": (first or 0) + i,
+                    "study_id": study_id,
+                    "state": t.state,
+                    "datetime_start": _naive_utc(t.datetime_start),
+                    "datetime_complete": _naive_utc(t.datetime_complete),
+                }
+                for i, t in enumerate(templates)
+            ],
+        )
+    )
+    params, values, intermediate, user_attrs, system_attrs = [], [], [], [], []
+    for trial_id, t in zip(ids, templates, strict=True):
+        for name, value in t.params.items():
+            dist = t.distributions[name]
+            params.append(
+                {
+                    "trial_id": trial_id,
+                    "param_name": name,
+                    "param_value": dist.to_internal_repr(value),
+                    "distribution_json": distribution_to_json(dist),
+                }
+            )
+        for objective, value in enumerate(t.values or []):
+            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+            values.append(
+                {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
+            )
+        for step, value in t.intermediate_values.items():
+            stored, ikind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
+                value
+            )
+            intermediate.append(
+                {
+                    "trial_id": trial_id,
+                    "step": step,
+                    "intermediate_value": stored,
+                    "intermediate_value_type": ikind,
+                }
+            )
+        for key, value in t.user_attrs.items():
+            user_attrs.append({"trial_id": trial_id, "key": key, "value_json": json.dumps(value)})
+        for key, value in t.system_attrs.items():
+            system_attrs.append({"trial_id": trial_id, "key": key, "value_json": json.dumps(value)})
+    for model, rows in (
+        (models.TrialParamModel, params),
+        (models.TrialValueModel, values),
+        (models.TrialIntermediateValueModel, intermediate),
+        (models.TrialUserAttributeModel, user_attrs),
+        (models.TrialSystemAttributeModel, system_attrs),
+    ):
+        if rows:
+            session.execute(insert(model.__table__), rows)
+    return ids
