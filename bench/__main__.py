@@ -51,6 +51,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _load(m: dict[str, Any]) -> str:
+    start, end = m.get("load_average_1m_at_start"), m.get("load_average_1m_at_end")
+    fmt = lambda v: "?" if v is None else f"{v:.1f}"  # noqa: E731
+    return f"{fmt(start)} at start, {fmt(end)} at end"
+
+
 def write_page() -> None:
     sections = []
     for path in sorted(RESULTS.glob("*.json")):
@@ -66,7 +72,7 @@ def write_page() -> None:
         section += (
             f"\n_Measured {result.get('ran_at', '?')} on {m.get('cpu_count')} CPUs "
             f"({m.get('cpu_model')}), JAX {m.get('jax_version')} on {m.get('jax_backend')}, "
-            f"1-minute load average at start {m.get('load_average_1m_at_start')}. "
+            f"1-minute load average {_load(m)} (the machine may be shared). "
             f"Raw figures: `bench/results/{path.name}`._\n"
         )
         sections.append(section)
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running bench.{name} ...", file=sys.stderr, flush=True)
         info = machine()
         result = importlib.import_module(f"bench.{name}").run()
+        info["load_average_1m_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         result["machine"] = info
         result["ran_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
