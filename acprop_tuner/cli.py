@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--task", default="mlp-digits", help="built-in task to tune")
     demo.add_argument("--trials", type=int, default=None, help="number of trials")
     demo.add_argument("--workers", type=int, default=1, help="worker processes to start")
+    demo.add_argument("--timeout", type=float, default=900.0, help="give up after seconds")
+    demo.add_argument(
+        "--sweep", action="store_true", help="only the engine: a learning-rate sweep, no server"
+    )
 
     serve = sub.add_parser("serve", help="run the REST API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -54,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     list_.add_argument("--tenant", default=None)
 
     worker = sub.add_parser("worker", help="lease trials from a server, train them, report back")
-    worker.add_argument("--server", required=True, help="base URL of the API, e.g. http://host:8000")
+    worker.add_argument(
+        "--server", required=True, help="base URL of the API, e.g. http://host:8000"
+    )
     worker.add_argument(
         "--token",
         default=None,
@@ -62,10 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
         "which keeps the secret out of the process list",
     )
     worker.add_argument("--capacity", type=int, default=8, help="trials trained at once (K)")
-    worker.add_argument("--seeds", type=int, default=None, help="seeds per trial (default: the job's)")
+    worker.add_argument(
+        "--seeds", type=int, default=None, help="seeds per trial (default: the job's)"
+    )
     worker.add_argument("--device", default="cpu", help="cpu or gpu:N")
     worker.add_argument("--max-trials", type=int, default=None, help="exit after this many trials")
-    worker.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    worker.add_argument(
+        "--idle-exit", type=float, default=None, help="exit after this many idle seconds"
+    )
 
     rec = sub.add_parser("recommend", help="print a job's recommended ACProp configuration")
     rec.add_argument("job_id")

@@ -1,50 +1,199 @@
-"""``acprop-tuner demo`` (interim): a learning-rate sweep of ACProp on a built-in task.
+"""``acprop-tuner demo``: the main job end to end on the embedded database (SQLite).
 
-Trains a log-spaced grid of learning rates, with optax's default ``eps_root=1e-16`` and with
-``eps_root=1e-8``, over a few seeds, as one population in one compiled program, and prints
-learning rate against final and validation loss and divergence. It shows the problem the
-tuner exists for: with the default ``eps_root`` ACProp blows up within the first steps at
-learning rates that train fine with ``eps_root=1e-8``.
+What a user does by hand, in one command, with real processes:
 
-(This becomes the full service demo, server and workers on the embedded database, once those
-exist; the sweep itself lives in :mod:`optimizer.sweep`.)
+1. a fresh data directory and SQLite database, migrated (``acprop-tuner migrate``);
+2. a user key and a worker key (``acprop-tuner keys create``);
+3. the API server (``acprop-tuner serve``) on a free local port;
+4. worker processes (``acprop-tuner worker``) that lease trials and train them as one
+   compiled JAX population each;
+5. a tuning job over REST (ACProp on ``mlp-digits`` by default, the default search space:
+   learning rate and eps_root, a warm-start sweep first, then TPE), followed live;
+6. the recommendation with its evidence, and the line of optax to paste.
+
+``acprop-tuner demo --sweep`` runs only the engine: a learning-rate sweep of ACProp with
+``eps_root`` 1e-16 against 1e-8, as one population, with no server.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
-DEFAULT_STEPS = 300
-SEEDS = (0, 1, 2)
-EPS_ROOTS = (1e-16, 1e-8)
+DEMO_DIR_ENV = "ACPROP_TUNER_DEMO_DIR"
+CLI = [sys.executable, "-m", "acprop_tuner"]
 
 
-def main(args: argparse.Namespace) -> int:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"demo: `acprop-tuner {' '.join(args)}` failed:\n{done.stderr}")
+    return done.stdout.strip()
+
+
+def _wait_ready(url: str, server: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit("demo: the API server exited; see the messages above")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit("demo: the API server did not become ready within a minute")
+
+
+def _progress_line(job: dict[str, Any], started: float) -> str:
+    p = job.get("progress") or {}
+    best = job.get("best_value")
+    best_text = f"{best:.4f}" if isinstance(best, int | float) else "-"
+    return (
+        f"  {time.perf_counter() - started:6.1f}s  {job['status']:<9} "
+        f"finished {p.get('finished', 0):>3}/{p.get('n_trials', '?')}  "
+        f"complete {p.get('complete', 0):>3}  diverged {p.get('diverged', 0):>3}  "
+        f"running {p.get('running', 0):>3}  best loss {best_text}"
+    )
+
+
+def run_service_demo(args: argparse.Namespace) -> int:
+    import httpx
+
+    task = args.task
+    n_trials = args.trials or 48
+    root = Path(os.environ.get(DEMO_DIR_ENV) or Path.cwd() / ".acprop-demo")
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "ACPROP_TUNER_DATA_DIR": str(root),
+        "ACPROP_TUNER_DATABASE_URL": f"sqlite:///{root / 'acprop-tuner.sqlite'}",
+        "ACPROP_TUNER_LOG_LEVEL": "warning",
+        "ACPROP_TUNER_WORKER_LOG_LEVEL": "WARNING",
+        "ACPROP_TUNER_LEASE_RETRY_AFTER_S": "0.5",
+    }
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    print(f"acprop-tuner demo: data in {root} (SQLite)")
+    _cli(env, "migrate")
+    user_key = _cli(env, "keys", "create", "--tenant", "demo", "--scope", "user")
+    worker_key = _cli(env, "keys", "create", "--tenant", "demo", "--scope", "worker")
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        server = subprocess.Popen(
+            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env
+        )
+        processes.append(server)
+        _wait_ready(url, server)
+        print(f"API server at {url} (OpenAPI docs at {url}/docs)")
+        worker_env = {**env, "ACPROP_TUNER_WORKER_TOKEN": worker_key}
+        for _ in range(args.workers):
+            processes.append(
+                subprocess.Popen(
+                    [*CLI, "worker", "--server", url, "--capacity", "16"], env=worker_env
+                )
+            )
+        print(f"{args.workers} worker process(es), 16 trials per compiled population")
+
+        headers = {"Authorization": f"Bearer {user_key}"}
+        client = httpx.Client(base_url=url, headers=headers, timeout=30)
+        body = {
+            "name": f"demo-{task}",
+            "task": {"name": task},
+            "budget": {"n_trials": n_trials, "steps": 300, "seeds": 2, "report_every": 25},
+            "sampler": "tpe",
+        }
+        r = client.post("/api/v1/jobs", json=body)
+        if r.status_code != 201:
+            raise SystemExit(f"demo: job submission failed: {r.status_code} {r.text}")
+        job = r.json()
+        job_id = job["id"]
+        print(
+            f"\nJob {job_id}: ACProp on {task}, {n_trials} trials x 2 seeds x 300 steps; "
+            "learning rate in [1e-5, 1] and eps_root in [1e-16, 1e-6] (log), "
+            "a warm-start sweep first, then TPE"
+        )
+        started = time.perf_counter()
+        last = ""
+        while job["status"] in ("queued", "running"):
+            time.sleep(1.0)
+            job = client.get(f"/api/v1/jobs/{job_id}").json()
+            line = _progress_line(job, started)
+            if line.split("s ", 1)[1] != last:
+                print(line, flush=True)
+                last = line.split("s ", 1)[1]
+            if time.perf_counter() - started > args.timeout:
+                raise SystemExit(f"demo: the job did not finish within {args.timeout:g} s")
+        print(f"Job {job['status']} in {time.perf_counter() - started:.1f} s")
+        r = client.get(f"/api/v1/jobs/{job_id}/recommendation")
+        if r.status_code != 200:
+            print(f"No recommendation: {r.json().get('detail')}")
+            return 1
+        from optimizer.recommendation_text import describe
+
+        print()
+        print(describe(r.json()))
+        print(
+            f"\nThe same, from the command line: ACPROP_TUNER_DATA_DIR={root} "
+            f"acprop-tuner recommend {job_id}"
+        )
+        return 0
+    finally:
+        for proc in reversed(processes):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(processes):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run_sweep_demo(args: argparse.Namespace) -> int:
     from optimizer.sweep import format_table, grid, log_spaced, run_sweep
     from optimizer.tasks import load_task
 
-    task_name = getattr(args, "task", None) or "mlp-digits"
-    n_lrs = max(2, (getattr(args, "trials", None) or 16) // len(EPS_ROOTS))
-    task = load_task(task_name, {})
-    steps = min(task.meta.default_steps, DEFAULT_STEPS)
-    configs = grid(log_spaced(1e-4, 1e-1, n_lrs), EPS_ROOTS)
+    seeds, eps_roots = (0, 1, 2), (1e-16, 1e-8)
+    n_lrs = max(2, (args.trials or 16) // len(eps_roots))
+    task = load_task(args.task, {})
+    steps = min(task.meta.default_steps, 300)
+    configs = grid(log_spaced(1e-4, 1e-1, n_lrs), eps_roots)
     print(
-        f"ACProp learning-rate sweep on {task_name} ({task.meta.n_params:,} parameters): "
-        f"{len(configs)} configurations x {len(SEEDS)} seeds, {steps} steps, "
+        f"ACProp learning-rate sweep on {args.task} ({task.meta.n_params:,} parameters): "
+        f"{len(configs)} configurations x {len(seeds)} seeds, {steps} steps, "
         "trained as one population"
     )
     started = time.perf_counter()
-    rows, _, trainer = run_sweep(task, configs, SEEDS, steps)
+    rows, _, trainer = run_sweep(task, configs, seeds, steps)
     wall = time.perf_counter() - started
     print(format_table(rows))
     print(
-        f"\n{len(configs) * len(SEEDS)} runs in {wall:.1f} s "
+        f"\n{len(configs) * len(seeds)} runs in {wall:.1f} s "
         f"(compile {trainer.compile_s:.1f} s). Losses are medians over seeds; '*' marks the "
         "best validation loss per eps_root among configurations where no seed diverged."
     )
-    safe = [r for r in rows if r.n_diverged == 0 and r.validation_loss is not None]
-    if safe:
-        best = min(safe, key=lambda r: r.validation_loss or float("inf"))
-        print(f"Best of this sweep: {best.config.optax_line()}")
     return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    if getattr(args, "sweep", False):
+        return run_sweep_demo(args)
+    return run_service_demo(args)

@@ -141,7 +141,9 @@ def _print_recommendation(rec: Any, as_json: bool) -> None:
     if as_json or not isinstance(rec, dict) or "optax" not in rec:
         print(json.dumps(rec, indent=2))
     else:
-        print(rec["optax"])
+        from optimizer.recommendation_text import describe
+
+        print(describe(rec))
 
 
 def recommend(args: argparse.Namespace) -> int:
