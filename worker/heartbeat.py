@@ -120,6 +120,6 @@ class Heartbeat:
             self._held.difference_update(newly_lost)
             self._lost.update(newly_lost)
         if newly_lost:
-            log.warning("server took back %d lease(s)", len(newly_lost))
+            log.debug("server says %d lease(s) are no longer held", len(newly_lost))
             if self._on_lost is not None:
                 self._on_lost(newly_lost)

@@ -78,6 +78,9 @@ class WorkerLoop:
         self.heartbeat = Heartbeat(client.clone(), interval_s=1.0, on_lost=self._heartbeat_lost)
         self.stats = _Stats()
         self._held: dict[str, Lease] = {}  # token -> lease, for the heartbeat's journal lines
+        # Tokens inside a `complete` call: the heartbeat may race it and hear "lost" for a
+        # trial that was just accepted; that is no loss.
+        self._completing: set[str] = set()
 
     def run(self) -> int:
         """Lease and train until stopped, out of trials (`max_trials`) or idle too long."""
@@ -159,14 +162,16 @@ class WorkerLoop:
             self.heartbeat.untrack(tokens)
             for token in tokens:
                 self._held.pop(token, None)
+                self._completing.discard(token)
 
     def _heartbeat_lost(self, tokens: frozenset[str]) -> None:
         # Runs on the heartbeat thread: journal only; the training thread acts on it at the
         # next chunk boundary.
         for token in tokens:
             lease = self._held.get(token)
-            if lease is not None:
+            if lease is not None and token not in self._completing:
                 t = lease.trial
+                log.warning("server took back trial %s (attempt %d)", t.trial_id, t.attempt)
                 self.journal.write(
                     "heartbeat_lost", trial_id=t.trial_id, attempt=t.attempt, number=t.number
                 )
@@ -293,6 +298,7 @@ class WorkerLoop:
                     compile_s=run.compile_s,
                 )
             )
+        self._completing.update(r.token for r in results)
         try:
             answer = self.client.complete(results)
         except ClientError as exc:

@@ -1,5 +1,6 @@
-"""Fixtures for the real-process tests: a fresh Postgres database, a real API server with short
-lease settings, keys made with the CLI, jobs submitted over HTTP, and worker subprocesses.
+"""Fixtures for the real-process tests: a fresh Postgres database per test (cloned from one
+migrated with `acprop-tuner migrate`, with keys made by `acprop-tuner keys create`), a real API
+server with short lease settings, jobs submitted over HTTP, and worker subprocesses.
 
 Postgres comes from `ACPROP_TUNER_TEST_POSTGRES_URL`; without it these tests skip, unless
 `ACPROP_TUNER_REQUIRE_POSTGRES=1` (CI), where they fail instead.
@@ -130,46 +131,74 @@ class Stack:
         return f"job {job_id} did not finish; trial states {states}\n{tails}\n--- server\n{self.server.log_tail()}"
 
 
+def _base_env(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACPROP_TUNER_")}
+    env.update(
+        {
+            "ACPROP_TUNER_DATABASE_URL": database_url,
+            "ACPROP_TUNER_LEASE_TTL_S": str(LEASE_TTL_S),
+            "ACPROP_TUNER_REAPER_PERIOD_S": str(REAPER_PERIOD_S),
+            "ACPROP_TUNER_LEASE_RETRY_AFTER_S": "0.2",
+            # Eight workers behind one key must not trip the per-key rate limit.
+            "ACPROP_TUNER_RATE_LIMIT_PER_S": "100000",
+            "ACPROP_TUNER_RATE_LIMIT_BURST": "100000",
+            "ACPROP_TUNER_LOG_LEVEL": "warning",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class Template:
+    """A migrated database with a user and a worker key, made once per session with the CLI;
+    each test clones it."""
+
+    name: str
+    user_key: str
+    worker_key: str
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[Template]:
+    admin_url = _postgres_url()
+    db = Database(admin_url)
+    try:
+        env = _base_env(db.url_str)
+        run_cli(["migrate"], env)
+        user_key = run_cli(["keys", "create", "--tenant", "e2e", "--scope", "user"], env)
+        worker_key = run_cli(["keys", "create", "--tenant", "e2e", "--scope", "worker"], env)
+        db.engine.dispose()  # a template must have no open connection when it is cloned
+        yield Template(db.name, user_key.strip(), worker_key.strip())
+    finally:
+        db.drop()
+
+
 @pytest.fixture
-def make_stack(tmp_path: Path, jax_cache_dir: Path) -> Iterator[Any]:
-    """`make_stack(**settings)`: a fresh database and a running server with those settings
-    (as `ACPROP_TUNER_<NAME>` variables) on top of the short lease defaults."""
+def make_stack(tmp_path: Path, jax_cache_dir: Path, template_db: Template) -> Iterator[Any]:
+    """`make_stack(**settings)`: a fresh database (a clone of the migrated template) and a
+    running server with those settings (as `ACPROP_TUNER_<NAME>` variables) on top of the
+    short lease defaults."""
     admin_url = _postgres_url()
     made: list[Stack] = []
 
     def make(**settings: Any) -> Stack:
-        db = Database(admin_url)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ACPROP_TUNER_")}
-        env.update(
-            {
-                "ACPROP_TUNER_DATABASE_URL": db.url_str,
-                "ACPROP_TUNER_LEASE_TTL_S": str(LEASE_TTL_S),
-                "ACPROP_TUNER_REAPER_PERIOD_S": str(REAPER_PERIOD_S),
-                "ACPROP_TUNER_LEASE_RETRY_AFTER_S": "0.2",
-                # Eight workers behind one key must not trip the per-key rate limit.
-                "ACPROP_TUNER_RATE_LIMIT_PER_S": "100000",
-                "ACPROP_TUNER_RATE_LIMIT_BURST": "100000",
-                "ACPROP_TUNER_LOG_LEVEL": "warning",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        db = Database(admin_url, template=template_db.name)
+        env = _base_env(db.url_str)
         env.update({f"ACPROP_TUNER_{k.upper()}": str(v) for k, v in settings.items()})
         log_dir = tmp_path / f"stack-{len(made)}"
         log_dir.mkdir()
-        try:
-            run_cli(["migrate"], env)
-            user_key = run_cli(["keys", "create", "--tenant", "e2e", "--scope", "user"], env)
-            worker_key = run_cli(["keys", "create", "--tenant", "e2e", "--scope", "worker"], env)
-            server = Server(env, log_dir)
-            stack = Stack(
-                db, server, user_key.strip(), worker_key.strip(), env, log_dir, jax_cache_dir
-            )
-            made.append(stack)
-            server.start()
-        except BaseException:
-            if not made or made[-1].db is not db:
-                db.drop()
-            raise
+        stack = Stack(
+            db,
+            Server(env, log_dir),
+            template_db.user_key,
+            template_db.worker_key,
+            env,
+            log_dir,
+            jax_cache_dir,
+        )
+        made.append(stack)
+        stack.server.start()
         return stack
 
     yield make

@@ -49,16 +49,18 @@ def wait_until(
 
 
 class Database:
-    """A fresh, migrated Postgres database for one test."""
+    """A fresh Postgres database for one test, empty or cloned from a migrated template
+    (`CREATE DATABASE ... TEMPLATE`: a file copy, much faster than running the migrations)."""
 
-    def __init__(self, admin_url: str) -> None:
+    def __init__(self, admin_url: str, template: str | None = None) -> None:
         admin = make_url(admin_url)
         self.name = f"acprop_e2e_{uuid.uuid4().hex[:12]}"
         self._admin: URL = admin
         self.url: URL = admin.set(database=self.name)
         engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+        clone = f' TEMPLATE "{template}"' if template else ""
         with engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{self.name}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{self.name}"{clone}'))
         engine.dispose()
         self.engine = sa.create_engine(self.url, pool_pre_ping=True)
 
