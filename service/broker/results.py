@@ -128,7 +128,8 @@ def record_reports(
             "created_at": now,
         }
     if rows:
-        session.execute(_insert_ignore(session), list(rows.values()))
+        # One multi-row INSERT: a single round trip, where executemany pays one per row.
+        session.execute(_insert_ignore(session).values(list(rows.values())))
     session.commit()
     live = {r.token: leases[r.token] for r in reports if r.token not in stop}
     return [le for le in live.values() if le.live(now)], sorted(stop)
@@ -257,8 +258,9 @@ def _end(session: Session, lease_ids: Sequence[int], reason: EndReason, now: dat
 
 
 def _insert_ignore(session: Session):  # type: ignore[no-untyped-def]
+    table = TrialReport.__table__
     if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(TrialReport).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
     if session.get_bind().dialect.name == "sqlite":
-        return sqlite.insert(TrialReport).on_conflict_do_nothing()
-    return insert(TrialReport).prefix_with("IGNORE")
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return insert(table).prefix_with("IGNORE")
