@@ -75,6 +75,13 @@ def write_page() -> None:
             f"1-minute load average {_load(m)} (the machine may be shared). "
             f"Raw figures: `bench/results/{path.name}`._\n"
         )
+        cpus, load = m.get("cpu_count") or 0, m.get("load_average_1m_at_start") or 0
+        if cpus and load > cpus:
+            section += (
+                "\n_The machine was oversubscribed during this run (load above its CPU count): "
+                "absolute figures are depressed and noisy. Rerun `make bench` on an idle "
+                "machine for clean numbers._\n"
+            )
         sections.append(section)
     PAGE.write_text(
         "# Benchmarks\n\n"

@@ -232,7 +232,9 @@ def test_docs_show_the_tested_example() -> None:
     assert EXAMPLE in text and ENTRY_POINT_GROUP in text
 
 
-def test_docs_training_snippet_runs(capsys: pytest.CaptureFixture[str]) -> None:
+def test_docs_training_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The snippet turns on the persistent compilation cache: keep it out of the user's home.
+    monkeypatch.setenv("ACPROP_TUNER_JAX_CACHE_DIR", str(tmp_path / "jax"))
     blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
     snippet = next(b for b in blocks if "PopulationTrainer(" in b)
     namespace: dict[str, Any] = {}
