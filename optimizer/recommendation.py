@@ -10,7 +10,10 @@ Not the argmin of noisy trials. From every finished trial and seed:
    other tuned settings (``_divergence_model``), capped by the smallest learning rate that
    diverged in a comparable trial.
 3. **Choice.** Among configurations inside the range the non-diverged trials explored, take
-   the one with the best predicted mean loss subject to
+   the one with the lowest ``mean + PESSIMISM * sd`` of the predicted loss (a pessimistic
+   score: where the loss surface is flat, e.g. in ``eps_root`` above 1e-9, noise alone would
+   decide the argmin of the mean; the bound prefers settings the trials actually explored)
+   subject to
 
        learning_rate <= edge(other settings) / margin,
 
@@ -66,6 +69,8 @@ DEFAULT_TOLERANCE = 0.02
 DEFAULT_MIN_TRIALS = 5
 #: Comparability radius of the divergence evidence cap, as a fraction of each tuned range.
 COMPARABLE_RADIUS = 0.05
+#: Posterior standard deviations added to the predicted mean loss when choosing.
+PESSIMISM = 1.0
 _LR_GRID = 161
 _N_HALTON_Z = 64
 _N_EXPLORED_Z = 64
@@ -87,6 +92,11 @@ def _round_params(params: dict[str, float], tuned: tuple[str, ...]) -> dict[str,
         elif v != 0.0:
             out[name] = _round_sig(v, 3)
     return out
+
+
+def _score(loss: LossModel, x: np.ndarray) -> np.ndarray:
+    mean, std = loss.predict(x)
+    return mean + PESSIMISM * std
 
 
 def _optax_line(p: dict[str, float]) -> str:
@@ -180,13 +190,13 @@ def recommend(
             f"no learning rate tried stays a factor {margin:g} below the divergence edge; "
             "extend the learning-rate range downwards"
         )
-    mean = np.where(ok, loss.predict(cand)[0], np.inf)
+    mean = np.where(ok, _score(loss, cand), np.inf)
     x_best = cand[int(np.argmin(mean))]
     # Local refinement: the learning rate stays below the limit at the starting z.
     bounds = [(lo[0], max(lo[0], min(hi[0], float(limit(x_best[1:])[0]))))]
     bounds += [(float(a), float(b)) for a, b in zip(lo[1:], hi[1:], strict=True)]
     res = optimize.minimize(
-        lambda x: float(loss.predict(x[None])[0][0]), x_best, method="L-BFGS-B", bounds=bounds
+        lambda x: float(_score(loss, x[None])[0]), x_best, method="L-BFGS-B", bounds=bounds
     )
     if res.fun < mean.min() and res.x[0] <= float(limit(res.x[1:])[0]) + 1e-12:
         x_best = res.x
