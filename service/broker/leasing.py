@@ -72,11 +72,28 @@ def lease_job(
     try:
         with mirror.lock:
             grants = _lease_locked(session, registry, mirror, job, worker_id, capacity, ttl_s, now)
+    except ImportError as exc:
+        # A sampler whose optional package is missing on this server (gp needs torch, cmaes
+        # needs cmaes) fails only once its startup trials are done: fail the job, with a
+        # reason, rather than answer 500 to every worker from then on.
+        session.rollback()
+        registry.drop(job_id)
+        _fail_job(session, job_id, f"the job's sampler cannot run on this server: {exc}", now)
+        return []
     except BaseException:
         session.rollback()
-        registry.drop(job.id)
+        registry.drop(job_id)
         raise
     return grants
+
+
+def _fail_job(session: Session, job_id: uuid.UUID, error: str, now: datetime) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(JobStatus.active()))
+        .values(status=JobStatus.FAILED.value, error=error, finished_at=now)
+    )
+    session.commit()
 
 
 def _lease_locked(

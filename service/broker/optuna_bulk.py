@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import weakref
 from collections.abc import Sequence
 
 import optuna
@@ -33,8 +34,22 @@ __all__ = ["bulk_create_trials", "supported"]
 _CHECKED_MAJOR = 5
 
 
+# Per storage object: the check reads Optuna's migration scripts (tens of milliseconds), and a
+# running server's schema does not change under it.
+_SUPPORTED: weakref.WeakKeyDictionary[optuna.storages.BaseStorage, bool] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def supported(storage: optuna.storages.BaseStorage) -> bool:
     """Whether `bulk_create_trials` may write into this storage's tables."""
+    known = _SUPPORTED.get(storage)
+    if known is None:
+        known = _SUPPORTED[storage] = _check(storage)
+    return known
+
+
+def _check(storage: optuna.storages.BaseStorage) -> bool:
     if not isinstance(storage, optuna.storages.RDBStorage):
         return False
     if int(optuna.__version__.split(".")[0]) != _CHECKED_MAJOR:

@@ -9,7 +9,9 @@ holding a lease row, never wait on one another; each job is handled in its own s
 transaction under the job's row lock, like every other change of a job's trials.
 
 The same pass finishes the Optuna outbox (study_sink.py) for trials a crashed process left
-unwritten.
+unwritten. The grace period before it does only keeps it from doing the hot path's work: a
+claimed entry is locked (or, on SQLite, written under the process-wide writer lock), so the
+two can never both write one trial.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ class Reaper:
         storage: Callable[[], optuna.storages.BaseStorage],
         *,
         period_s: float,
-        outbox_grace_s: float = 30.0,
+        outbox_grace_s: float = 5.0,
     ) -> None:
         self._sessions = session_factory
         self._storage = storage

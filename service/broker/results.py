@@ -8,12 +8,13 @@ the first time did. A cancelled job's leases end at the next heartbeat or report
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from service.broker.fencing import EndReason, HeldLease, LeasesLost, load_leases
@@ -128,8 +129,7 @@ def record_reports(
             "created_at": now,
         }
     if rows:
-        # One multi-row INSERT: a single round trip, where executemany pays one per row.
-        session.execute(_insert_ignore(session).values(list(rows.values())))
+        _insert_reports(session, list(rows.values()))
     session.commit()
     live = {r.token: leases[r.token] for r in reports if r.token not in stop}
     return [le for le in live.values() if le.live(now)], sorted(stop)
@@ -257,10 +257,37 @@ def _end(session: Session, lease_ids: Sequence[int], reason: EndReason, now: dat
     )
 
 
-def _insert_ignore(session: Session):  # type: ignore[no-untyped-def]
+# One statement of fixed shape for any number of reports: the rows travel as arrays, so the
+# statement is parsed and planned once, where a multi-row VALUES list is compiled anew for
+# every batch size (about 0.15 ms per row in SQLAlchemy) and executemany pays per row.
+_INSERT_REPORTS_PG = text(
+    "INSERT INTO acprop_trial_reports (trial_id, attempt, step, losses, created_at) "
+    "SELECT t, a, s, CAST(l AS json), :created_at "
+    "FROM unnest(CAST(:trial_ids AS bigint[]), CAST(:attempts AS int[]), "
+    "CAST(:steps AS int[]), CAST(:losses AS text[])) AS r(t, a, s, l) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def _insert_reports(session: Session, rows: list[dict]) -> None:
+    """Insert reports, ignoring those already stored (a repeated call)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(
+            _INSERT_REPORTS_PG,
+            {
+                "trial_ids": [r["trial_id"] for r in rows],
+                "attempts": [r["attempt"] for r in rows],
+                "steps": [r["step"] for r in rows],
+                "losses": [json.dumps(r["losses"]) for r in rows],
+                "created_at": rows[0]["created_at"],
+            },
+        )
+        return
     table = TrialReport.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if session.get_bind().dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    return insert(table).prefix_with("IGNORE")
+    stmt = (
+        sqlite.insert(table).on_conflict_do_nothing()
+        if dialect == "sqlite"
+        else insert(table).prefix_with("IGNORE")
+    )
+    session.execute(stmt, rows)

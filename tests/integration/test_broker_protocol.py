@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.integration.broker_support import Api, db_state, result
+from tests.integration.broker_support import Api, db_state, job_body, result
 from tests.integration.conftest import make_settings
 
 TTL_S = 120.0  # no lease expires during these tests (tests/integration/test_broker_reaper.py)
@@ -292,3 +292,26 @@ def test_cancel_ends_leases_at_the_next_heartbeat_or_report(app: Any) -> None:
     state = db_state(app, job["id"])
     assert [le[2] for le in state["leases"]] == ["cancelled"] * 3
     assert api.job(job["id"])["status"] == "cancelled"
+
+
+def test_a_sampler_missing_its_package_fails_the_job_with_a_reason(app: Any) -> None:
+    try:
+        import cmaes  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("cmaes is installed here")
+    api = Api(app)
+    body = {**job_body(n_trials=30), "sampler": "cmaes"}
+    r = api.post("/jobs", body, key=api.user_key)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    for _ in range(30):
+        leases = api.lease(4)
+        if not leases:
+            break
+        r = api.post("/leases/complete", {"results": [result(le["token"]) for le in leases]})
+        assert r.status_code == 200, r.text
+    job = api.job(job_id)
+    assert job["status"] == "failed"
+    assert api.post("/leases", {"worker_id": "w", "capacity": 4}).status_code == 200
