@@ -1,0 +1,381 @@
+"""A small typed Python client of the acprop-tuner user API (``/api/v1/jobs``).
+
+Owns the client side of the REST contract: submitting jobs, reading jobs, trials and
+recommendations, cancelling and deleting, and waiting for a job to end. It needs only httpx
+and the standard library (it never imports ``service``, ``optimizer`` or JAX), so it can be
+used from a notebook or a training script that has nothing else of the project installed.
+
+Example::
+
+    from acprop_tuner.client import TunerClient
+
+    with TunerClient("http://127.0.0.1:8000") as tuner:  # key from ACPROP_TUNER_TOKEN
+        job = tuner.submit("mlp-digits", budget={"n_trials": 48})
+        tuner.wait(job.id, on_progress=lambda j: print(j.status, j.progress.finished))
+        rec = tuner.recommendation(job.id)
+        print(rec.optax if rec else "no recommendation")
+
+Retries: calls that are safe to repeat (every GET, ``cancel``, ``delete``, and ``submit``,
+which sends an ``Idempotency-Key`` so a repeated submission returns the first job) are
+retried with exponential backoff on 429, 503 and connection errors, honouring
+``Retry-After``; a quota refusal and a wait longer than ``max_retry_wait_s`` are raised at
+once. The API key is sent per request by an auth object whose repr hides it; it never
+appears in this module's reprs, log lines or exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+from acprop_tuner import __version__
+from acprop_tuner._client_errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    TunerError,
+    Unauthorized,
+    Unavailable,
+    WaitTimeout,
+    error_from_response,
+)
+from acprop_tuner._client_models import (
+    Budget,
+    Evidence,
+    ExpectedLoss,
+    Job,
+    Progress,
+    Recommendation,
+    Report,
+    Trial,
+)
+
+__all__ = [
+    "TOKEN_ENV",
+    "Budget",
+    "Conflict",
+    "Evidence",
+    "ExpectedLoss",
+    "Forbidden",
+    "InvalidRequest",
+    "Job",
+    "NotFound",
+    "Progress",
+    "RateLimited",
+    "Recommendation",
+    "Report",
+    "Trial",
+    "TunerClient",
+    "TunerError",
+    "Unauthorized",
+    "Unavailable",
+    "WaitTimeout",
+]
+
+TOKEN_ENV = "ACPROP_TUNER_TOKEN"
+
+Sampler = Literal["tpe", "random", "gp", "cmaes", "qmc"]
+Pruner = Literal["none", "median", "successive-halving", "hyperband"]
+JobId = str | uuid.UUID
+
+logger = logging.getLogger(__name__)
+
+
+class _BearerAuth(httpx.Auth):
+    """Adds the API key to each request; holding it here (not in the client's default
+    headers) keeps it out of everything that reprs or logs the client."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(<hidden>)"
+
+
+class TunerClient:
+    """A synchronous client of one acprop-tuner server.
+
+    Args:
+        base_url: the server, e.g. ``http://127.0.0.1:8000`` (without ``/api/v1``).
+        token: a user (or admin) API key; default ``$ACPROP_TUNER_TOKEN``. Without one every
+            call raises :class:`Unauthorized`.
+        timeout: seconds for each HTTP request (connect, read, write).
+        max_retries: retries of a call that is safe to repeat (0: none).
+        max_retry_wait_s: the longest single wait before a retry; a server asking for more
+            (a ``Retry-After`` above it) gets its error raised instead.
+        transport: an httpx transport (tests; a custom proxy or TLS setup).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        max_retry_wait_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, not {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self.max_retry_wait_s = max_retry_wait_s
+        token = token if token is not None else os.environ.get(TOKEN_ENV)
+        self._http = httpx.Client(
+            base_url=f"{self.base_url}/api/v1",
+            auth=_BearerAuth(token) if token else None,
+            timeout=timeout,
+            headers={"User-Agent": f"acprop-tuner-client/{__version__}"},
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"TunerClient({self.base_url!r})"
+
+    def __enter__(self) -> TunerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        task: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        space: Mapping[str, Mapping[str, Any]] | None = None,
+        budget: Mapping[str, int] | None = None,
+        sampler: Sampler = "tpe",
+        pruner: Pruner = "none",
+        name: str | None = None,
+        warm_start: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submit a tuning job; what is left out takes the service's ACProp defaults.
+
+        Args:
+            task: a built-in task (``mlp-digits``), ``package.module:factory`` or an entry point.
+            options: the task's options, e.g. ``{"batch_size": 128}``.
+            space: per hyperparameter ``{"value": v}`` or ``{"low", "high", "log"}``.
+            budget: any of ``n_trials``, ``steps``, ``seeds``, ``report_every``, ``max_attempts``.
+            idempotency_key: a key that makes the submission safe to repeat (a repeat returns
+                the first job); default a fresh one per call, which covers this call's own
+                retries. Pass your own to make a resubmission after a crash safe too.
+
+        Raises:
+            InvalidRequest: 422, with ``fields`` naming what was wrong.
+            RateLimited: the rate limit or a tenant quota (``error == "quota_exceeded"``).
+            Conflict: ``idempotency_key`` was already used for a different job.
+        """
+        body: dict[str, Any] = {"task": {"name": task, "options": dict(options or {})}}
+        if name is not None:
+            body["name"] = name
+        if space is not None:
+            body["space"] = {k: dict(v) for k, v in space.items()}
+        if budget is not None:
+            body["budget"] = dict(budget)
+        body.update(sampler=sampler, pruner=pruner, warm_start=warm_start)
+        key = idempotency_key or str(uuid.uuid4())
+        data = self._json("POST", "/jobs", json=body, headers={"Idempotency-Key": key})
+        return Job.from_json(data)
+
+    def job(self, job_id: JobId) -> Job:
+        """One job: its status, progress per trial state and best value so far."""
+        return Job.from_json(self._json("GET", _job_path(job_id)))
+
+    def jobs(self, status: str | None = None, *, page_size: int = 50) -> Iterator[Job]:
+        """The caller's jobs, newest first (optionally only one status), fetched page by page."""
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            params: dict[str, Any] = {"limit": page_size, "offset": offset}
+            if status is not None:
+                params["status"] = status
+            page = self._json("GET", "/jobs", params=params)
+            for item in page["jobs"]:
+                job = Job.from_json(item)
+                # A job submitted meanwhile shifts the pages by one: skip the repeat.
+                if job.id not in seen:
+                    seen.add(job.id)
+                    yield job
+            offset += len(page["jobs"])
+            if not page["jobs"] or offset >= page["total"]:
+                return
+
+    def trials(
+        self, job_id: JobId, after: int | None = None, *, page_size: int = 1000
+    ) -> list[Trial]:
+        """The job's trials numbered above ``after`` (all of them by default), in order.
+
+        Trials are numbered as they are created, so polling with the last number seen
+        returns only new trials (not later changes of trials already returned).
+        """
+        trials: list[Trial] = []
+        cursor = -1 if after is None else after
+        while True:
+            page = self._json(
+                "GET", f"{_job_path(job_id)}/trials", params={"after": cursor, "limit": page_size}
+            )
+            trials.extend(Trial.from_json(t) for t in page["trials"])
+            if page.get("next_after") is None:
+                return trials
+            cursor = page["next_after"]
+
+    def cancel(self, job_id: JobId) -> Job:
+        """Cancel a queued or running job (cancelling a cancelled job changes nothing).
+
+        Raises:
+            Conflict: the job has already finished or failed.
+        """
+        return Job.from_json(self._json("POST", f"{_job_path(job_id)}/cancel"))
+
+    def delete(self, job_id: JobId) -> None:
+        """Delete a job with its trials and its Optuna study."""
+        self._request("DELETE", _job_path(job_id), gone_after_retry_ok=True)
+
+    def recommendation(self, job_id: JobId, *, missing_ok: bool = True) -> Recommendation | None:
+        """The job's recommended ACProp configuration, or None while there is none yet.
+
+        Args:
+            missing_ok: False raises the service's :class:`Conflict` instead of returning
+                None; its ``detail`` says why there is none (e.g. too few finished trials).
+        """
+        try:
+            data = self._json("GET", f"{_job_path(job_id)}/recommendation")
+        except Conflict:
+            if missing_ok:
+                return None
+            raise
+        return Recommendation.from_json(data)
+
+    def wait(
+        self,
+        job_id: JobId,
+        *,
+        timeout: float | None = None,
+        poll_s: float = 2.0,
+        on_progress: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job ends (finished, cancelled or failed) and return it.
+
+        Args:
+            timeout: seconds to wait at most (None: no limit).
+            poll_s: seconds between polls.
+            on_progress: called with the job on the first poll and whenever its status or
+                progress changed.
+
+        Raises:
+            WaitTimeout: the job had not ended within ``timeout`` (it goes on running).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: tuple[str, Progress] | None = None
+        while True:
+            job = self.job(job_id)
+            if on_progress is not None and (job.status, job.progress) != last:
+                on_progress(job)
+            last = (job.status, job.progress)
+            if job.done:
+                return job
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                p = job.progress
+                raise WaitTimeout(
+                    None,
+                    "timeout",
+                    f"job {job.id} is still {job.status} after {timeout:g} s "
+                    f"({p.finished} of {p.n_trials} trials finished)",
+                )
+            time.sleep(poll_s if remaining is None else min(poll_s, remaining))
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise TunerError(
+                response.status_code, "bad_response", f"{method} {path}: the answer is not JSON"
+            ) from None
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        gone_after_retry_ok: bool = False,
+    ) -> httpx.Response:
+        # Every call this client makes is safe to repeat (see the module docstring), so
+        # every call retries; a DELETE whose first try went through answers 404 on a retry.
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self._http.request(
+                    method, path, params=params, json=json, headers=headers
+                )
+            except httpx.TransportError as exc:
+                error: TunerError = Unavailable(
+                    None, "unreachable", f"{method} {self.base_url}{path}: {type(exc).__name__}"
+                )
+            else:
+                if response.is_success:
+                    return response
+                if gone_after_retry_ok and attempt > 0 and response.status_code == 404:
+                    return response
+                error = _error(response)
+            delay = self._retry_delay(error, attempt)
+            if delay is None:
+                raise error
+            logger.info("%s %s: %s; retrying in %.1f s", method, path, error.error, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    def _retry_delay(self, error: TunerError, attempt: int) -> float | None:
+        """Seconds to wait before retrying after ``error``, or None to raise it."""
+        if attempt >= self.max_retries or not isinstance(error, RateLimited | Unavailable):
+            return None
+        if error.error == "quota_exceeded":
+            return None  # frees up only when a job ends, not within a retry's wait
+        backoff = min(8.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
+        delay = max(backoff, error.retry_after_s or 0.0)
+        return delay if delay <= self.max_retry_wait_s else None
+
+
+def _job_path(job_id: JobId) -> str:
+    if not str(job_id):
+        raise ValueError("a job id is needed")
+    # Quoted, so an id read from user input cannot step outside /jobs/ (a bad one gets 404).
+    return f"/jobs/{quote(str(job_id), safe='')}"
+
+
+def _error(response: httpx.Response) -> TunerError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return error_from_response(
+        response.status_code, body, response.headers.get("Retry-After"), response.text
+    )
