@@ -7,7 +7,7 @@ migrations' head, and says what to run (``acprop-tuner migrate``).
 
 Routers: ``service.api.health`` (``/healthz``, ``/readyz``, ``/metrics``) and, under
 ``/api/v1``, ``service.api.jobs``; the worker protocol of issue #4 registers its router in
-:func:`_include_routers`.
+:func:`_include_routers`; ``service.dashboard`` serves the web page at ``/dashboard``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from acprop_tuner import __version__
+from service import dashboard
 from service.api import health
 from service.api import jobs as jobs_api
 from service.api import leases as leases_api
@@ -42,6 +43,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(jobs_api.router, prefix=API_PREFIX)
     app.include_router(leases_api.router, prefix=API_PREFIX)
+    app.include_router(dashboard.router)
 
 
 def _document_common_errors(app: FastAPI) -> None:

@@ -1,0 +1,157 @@
+"""The dashboard follows a job live in a real headless Chromium (SQLite and Postgres).
+
+A synthetic worker completes trials over the HTTP worker protocol while the page is open;
+the page must show them as they finish (counts, points, diverged markers), then the
+recommendation with its optax line, and, once the job has ended, poll without reading a
+single finished trial again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+from urllib.parse import urlparse
+
+from playwright.sync_api import expect
+
+from service.db.models import KeyScope
+from tests.e2e import dashboard_support as support
+from tests.e2e.dashboard_support import (
+    POLL_S,
+    Site,
+    SyntheticWorker,
+    enter_key,
+    open_page,
+    screenshot,
+)
+from tests.integration import conftest as databases
+
+# Fixtures defined elsewhere, bound here so that pytest finds them for this module: a fresh
+# database per module on SQLite and on Postgres, the server on it, and Chromium.
+backend = databases.backend
+database_url = databases.database_url
+sqlite_template = databases.sqlite_template
+postgres_admin = databases.postgres_admin
+postgres_template = databases.postgres_template
+settings = databases.settings
+site = support.site
+browser = support.browser
+
+N_TRIALS = 40
+# Chromium logs every 4xx answer to fetch() as a console error; these are the page's
+# expected ones (the recommendation's 409 until there is one).
+EXPECTED = [r"status of 409"]
+
+
+def finished_trial_pages(calls: list[tuple[str, str, int]], job_id: str) -> list[str]:
+    return [url for _, url, _ in calls if f"/jobs/{job_id}/trials" in url]
+
+
+def test_job_followed_live_to_its_recommendation(browser: Any, site: Site) -> None:
+    user, _ = site.key("alice")
+    worker_key, _ = site.key("alice", KeyScope.WORKER)
+    job = site.submit(
+        user,
+        name="digits-lr",
+        budget={"n_trials": N_TRIALS, "steps": 20, "seeds": 2, "report_every": 5},
+        sampler="random",
+    )
+    job_id = job["id"]
+    context, page, probe = open_page(browser, site)
+    worker = SyntheticWorker(site, worker_key)
+    try:
+        page.goto(f"{site.url}/dashboard")
+        enter_key(page, user)
+        link = page.locator(f'a[data-job-id="{job_id}"]')
+        expect(link).to_contain_text("digits-lr")
+        link.click()
+        finished = page.locator('[data-count="finished"]')
+        expect(finished).to_have_text(f"0 / {N_TRIALS}")
+        expect(page.locator('[data-count="waiting"]')).to_have_text("10")  # the sweep
+        expect(page.locator("#rec-panel .rec-reason")).to_contain_text("no recommendation")
+
+        # Trials finish while the page is open: it shows them at its next poll.
+        scatter = page.locator("#scatter svg")
+        done = worker.run(4)  # the sweep's lowest learning rates: nothing diverges
+        expect(finished).to_have_text(f"4 / {N_TRIALS}")
+        expect(scatter.locator("circle.pt")).to_have_count(done["complete"])
+        expect(scatter.locator(".div-mark")).to_have_count(0)
+
+        more = worker.run(8)  # the rest of the sweep (5 diverge) and 2 sampled trials
+        complete = done["complete"] + more["complete"]
+        diverged = done["diverged"] + more["diverged"]
+        assert diverged >= 5
+        expect(finished).to_have_text(f"12 / {N_TRIALS}")
+        expect(page.locator('[data-count="diverged"]')).to_have_text(str(diverged))
+        expect(scatter.locator("circle.pt")).to_have_count(complete)
+        expect(scatter.locator(".div-mark")).to_have_count(diverged)
+        # A diverged marker says at which step, in its tooltip.
+        expect(scatter.locator(".div-mark title").first).to_contain_text("diverged at step 3")
+
+        # Enough evidence: the recommendation, drawn on the plot, with its optax line.
+        optax = page.locator("#optax-line")
+        expect(optax).to_contain_text("optax.contrib.acprop(learning_rate=")
+        expect(page.locator("#rec-panel .badge")).to_have_text("provisional")
+        expect(scatter.locator(".rec-lr")).to_have_count(1)
+        expect(scatter.locator(".rec-interval")).to_have_count(1)
+        expect(scatter.locator(".rec-edge")).to_have_count(1)
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
+        page.get_by_role("button", name="Copy the optax line").click()
+        expect(page.locator("#rec-panel .copied")).to_have_text("Copied")
+        assert page.evaluate("navigator.clipboard.readText()") == optax.inner_text()
+
+        # The rest of the job; the page ends on the final recommendation.
+        worker.run(N_TRIALS)
+        expect(finished).to_have_text(f"{N_TRIALS} / {N_TRIALS}")
+        expect(page.locator(".job-heading .badge")).to_have_text("finished")
+        expect(page.locator("#rec-panel .badge")).to_have_text("final")
+        expect(link).to_contain_text(f"{N_TRIALS}/{N_TRIALS} trials")
+        expect(scatter.locator("circle.pt, .div-mark")).to_have_count(N_TRIALS)
+        screenshot(page, "dashboard-finished-job.png")
+
+        # Incremental polling: once the job has ended, polls read the job (and the list),
+        # never a trial page again.
+        mark = len(probe.responses)
+        page.wait_for_timeout((3 * POLL_S + 0.5) * 1000)  # events arrive while Playwright waits
+        calls = probe.api_calls(mark)
+        job_polls = [u for _, u, _ in calls if urlparse(u).path == f"/api/v1/jobs/{job_id}"]
+        assert len(job_polls) >= 3, calls
+        assert finished_trial_pages(calls, job_id) == [], calls
+        assert [u for _, u, _ in calls if "/recommendation" in u] == [], calls
+
+        # Over the whole session the page read each trial about as often as it changed:
+        # once when new, again only while it was waiting or running (the worker above
+        # finished trials in 4 steps, so no trial needs more than a few reads).
+        reads = Counter(n for _, numbers in probe.trial_pages for n in numbers)
+        assert set(reads) == set(range(N_TRIALS))
+        assert max(reads.values()) <= 4, reads
+        assert sum(reads.values()) <= 2.5 * N_TRIALS, reads
+
+        assert probe.failed == []
+        assert probe.errors(*EXPECTED) == []
+    finally:
+        worker.close()
+        context.close()
+
+
+def test_cancel_button_cancels_the_job(browser: Any, site: Site) -> None:
+    user, _ = site.key("carol")
+    job = site.submit(user, name="to-cancel", budget={"n_trials": 8, "steps": 10})
+    context, page, probe = open_page(browser, site)
+    try:
+        page.goto(f"{site.url}/dashboard#/jobs/{job['id']}")
+        enter_key(page, user)
+        expect(page.locator(".job-heading .badge")).to_have_text("queued")
+        cancel = page.locator("#cancel-job")
+        cancel.click()
+        expect(cancel).to_have_text("Confirm cancel")
+        cancel.press("Enter")  # keyboard works too
+        expect(page.locator(".job-heading .badge")).to_have_text("cancelled")
+        expect(cancel).to_be_hidden()
+        expect(page.locator(f'a[data-job-id="{job["id"]}"] .badge')).to_have_text("cancelled")
+        with site.client(user) as client:
+            assert client.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "cancelled"
+        assert probe.failed == []
+        assert probe.errors(*EXPECTED) == []
+    finally:
+        context.close()
