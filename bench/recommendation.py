@@ -25,7 +25,10 @@ seeds (common random numbers); each is scored by its mean validation loss over t
 regret is ``100 * (loss - loss_reference) / |loss_reference|`` against the reference's best
 on those seeds. A diverged seed counts with the validation loss of its last finite
 parameters, and the table says how many seeds diverged. ``BENCH_RECOMMENDATION_TASKS``
-(comma-separated) restricts the tasks for a quick run.
+(comma-separated) restricts the tasks for a quick run. A task whose protocol would take more
+than ``TASK_BUDGET_S`` here (measured from a short probe of its training speed: on 2 CPU
+cores the transformer and the CNN cost 10-80 ms per lane-step) is listed as skipped with the
+estimate instead of silently shrunk; ``BENCH_RECOMMENDATION_FULL=1`` runs everything.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ BUDGET_TRIAL_SEEDS = GRID_POINTS * len(GRID_SEEDS) // 4
 JOB_TPE_TRIALS = (BUDGET_TRIAL_SEEDS - SWEEP_POINTS * len(JOB_SEEDS)) // len(JOB_SEEDS)
 PLAIN_SEED = (20,)
 EVAL_SEEDS = (100, 101, 102, 103, 104)
+# Lanes (trial-seeds) each task trains: grid, our job, plain TPE, the 6 x 5 evaluation.
+LANES_PER_TASK = GRID_POINTS * len(GRID_SEEDS) + 2 * BUDGET_TRIAL_SEEDS + 6 * len(EVAL_SEEDS)
+TASK_BUDGET_S = 240.0
+PROBE_LANES, PROBE_STEPS = 4, 10
 METHODS = ("ours", "plain_tpe", "range_test", "paper", "optax_defaults")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -220,10 +227,39 @@ def _task(name: str) -> dict[str, Any]:
     }
 
 
+def _lane_step_seconds(name: str) -> float:
+    """Measured seconds per lane-step of ``name`` (compiles a small probe program first)."""
+    task = load_task(name, {})
+    trainer = PopulationTrainer(task, n_configs=PROBE_LANES, n_seeds=1, chunk_steps=PROBE_STEPS)
+    pop = trainer.start(
+        [ACPropConfig(learning_rate=1e-3, eps_root=SAFE_EPS_ROOT)], [0], 3 * PROBE_STEPS
+    )
+    trainer.advance(pop)  # compiles
+    started = time.perf_counter()
+    trainer.advance(pop)
+    trainer.advance(pop)
+    return (time.perf_counter() - started) / (2 * PROBE_STEPS * PROBE_LANES)
+
+
 def run() -> dict[str, Any]:
-    """Runs every task (or ``BENCH_RECOMMENDATION_TASKS``) and summarises."""
+    """Runs every task (or ``BENCH_RECOMMENDATION_TASKS``) and summarises.
+
+    A task whose protocol would take longer than ``TASK_BUDGET_S`` on this machine (estimated
+    from a probe of its training speed) is not run but listed under ``skipped`` with the
+    estimate; ``BENCH_RECOMMENDATION_FULL=1`` runs it anyway.
+    """
     chosen = os.environ.get("BENCH_RECOMMENDATION_TASKS")
-    names = [n for n in task_names() if not chosen or n in chosen.split(",")]
+    full = os.environ.get("BENCH_RECOMMENDATION_FULL") == "1"
+    names, skipped = [], []
+    for name in task_names():
+        if chosen and name not in chosen.split(","):
+            continue
+        steps = load_task(name, {}).meta.default_steps
+        estimate = _lane_step_seconds(name) * LANES_PER_TASK * steps
+        if estimate > TASK_BUDGET_S and not full:
+            skipped.append({"task": name, "estimated_s": round(estimate), "steps": steps})
+        else:
+            names.append(name)
     tasks = [_task(n) for n in names]
     ours = [t["scores"]["ours"] for t in tasks]
     regrets = [s["regret_pct"] for s in ours]
@@ -241,6 +277,7 @@ def run() -> dict[str, Any]:
     }
     summary = {
         "tasks": names,
+        "skipped": skipped,
         "max_regret_pct": None if None in regrets or not regrets else max(regrets),
         "diverged_seeds_at_recommendation": sum(s["diverged_seeds"] or 0 for s in ours),
         "tasks_without_recommendation": [
@@ -278,6 +315,12 @@ def markdown(result: dict[str, Any]) -> str:
         cells = [_fmt(sc[m]) for m in METHODS]
         lines.append(
             f"| {t['task']} | {sc['reference']['learning_rate']:.2g} | " + " | ".join(cells) + " |"
+        )
+    for sk in s.get("skipped", []):
+        lines.append(
+            f"| {sk['task']} | not run: the protocol would take about {sk['estimated_s']} s "
+            f"here ({sk['steps']} steps per lane), over the {TASK_BUDGET_S:.0f} s per-task "
+            "budget; `BENCH_RECOMMENDATION_FULL=1` runs it | | | | | |"
         )
     lines += [
         "",

@@ -148,6 +148,17 @@ class Recommendation:
     tolerance: float
     optax: str
 
+    def __post_init__(self) -> None:
+        floats = [getattr(self, n) for n in PARAM_NAMES] + [self.margin, self.tolerance]
+        floats += [
+            self.expected_loss.mean,
+            self.expected_loss.seed_std,
+            self.expected_loss.model_std,
+        ]
+        floats += [*self.lr_interval] + ([] if self.divergence_lr is None else [self.divergence_lr])
+        if not all(math.isfinite(v) for v in floats):  # never hand out NaN or infinity
+            raise ValueError(f"non-finite value in a recommendation: {floats}")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (plain floats and ints, lists, ``None``; never NaN)."""
         e, v = self.expected_loss, self.evidence
