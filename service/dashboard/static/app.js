@@ -126,6 +126,7 @@ class Dashboard {
 
   deselect() {
     this.selection?.abort.abort();
+    this.selection?.view?.close();
     this.selection = null;
     this.jobRoot.hidden = true;
     this.jobRoot.replaceChildren();

@@ -43,6 +43,12 @@ export class JobView {
     this.recPanel = h("section", { class: "card rec-card", id: "rec-panel", "aria-labelledby": "rec-title", "aria-live": "polite" });
     this.table = h("div", { class: "table-slot" });
     renderRecommendation(this.recPanel, { pending: true });
+    // Charts are drawn for their container's width: redraw when it changes a lot.
+    this.drawnWidth = 0;
+    this.resize = new ResizeObserver(() => {
+      if (Math.abs(this.scatter.clientWidth - this.drawnWidth) > 40) this._drawCharts();
+    });
+    this.resize.observe(this.scatter);
 
     replace(
       root,
@@ -118,8 +124,14 @@ export class JobView {
     return Object.entries(this.job?.space || {}).filter(([, v]) => "low" in v).map(([k]) => k);
   }
 
+  /** Stop observing (the view is being thrown away). */
+  close() {
+    this.resize.disconnect();
+  }
+
   _drawCharts() {
     if (!this.job) return;
+    this.drawnWidth = this.scatter.clientWidth;
     const trials = this.trials;
     const tuned = this.tuned();
     const done = trials.filter((t) => t.state === "complete").length;
@@ -131,11 +143,16 @@ export class JobView {
         rec: this.rec,
         tuned,
         label: `Final loss against learning rate: ${done} complete trials, ${div} diverged${this.rec ? `; recommended learning rate ${num(this.rec.learning_rate)}` : ""}`,
+        width: this.scatter.clientWidth,
       }),
     );
     replace(
       this.best,
-      bestSoFar(trials, { nTrials: this.job.progress.n_trials, label: `Best loss so far over ${done} complete trials: ${loss(this.job.best_value)}` }),
+      bestSoFar(trials, {
+        nTrials: this.job.progress.n_trials,
+        label: `Best loss so far over ${done} complete trials: ${loss(this.job.best_value)}`,
+        width: this.best.clientWidth,
+      }),
     );
     this._drawLegend(tuned);
   }

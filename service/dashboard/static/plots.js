@@ -5,10 +5,15 @@ import { axes, linearScale, logExtent, logScale, lossScale, ramp } from "./chart
 import { s } from "./dom.js";
 import { loss, num } from "./format.js";
 
-const W = 640;
-const H = 340;
-const BOX = { left: 64, right: W - 16, top: 46, bottom: H - 46 };
 const BAND_Y = 24; // the "diverged" strip above the plot area
+
+/** The drawing size for a container `width` px wide: the viewBox follows the real width
+ * (within bounds), so labels keep their size on a phone instead of shrinking with it. */
+function layout(width) {
+  const w = Math.round(Math.min(760, Math.max(340, width || 640)));
+  const h = Math.round(Math.max(260, Math.min(360, w * 0.56)));
+  return { w, h, box: { left: 64, right: w - 16, top: 46, bottom: h - 46 } };
+}
 
 function finiteLoss(t) {
   return (t.state === "complete" || t.state === "pruned") && Number.isFinite(t.value);
@@ -22,18 +27,18 @@ function describeTrial(t, tuned) {
   return parts.join(" · ");
 }
 
-function frame(label) {
-  return s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label, preserveAspectRatio: "xMidYMid meet" });
+function frame(size, label) {
+  return s("svg", { class: "chart", viewBox: `0 0 ${size.w} ${size.h}`, role: "img", "aria-label": label, preserveAspectRatio: "xMidYMid meet" });
 }
 
-function divergedBand(svg) {
+function divergedBand(svg, BOX) {
   svg.append(
     s("rect", { class: "band", x: BOX.left, y: BAND_Y - 10, width: BOX.right - BOX.left, height: 20 }),
     s("text", { class: "band-label", x: BOX.left - 6, y: BAND_Y + 4, "text-anchor": "end" }, "diverged"),
   );
 }
 
-function emptyNote(svg, text) {
+function emptyNote(svg, BOX, text) {
   svg.append(s("text", { class: "empty-note", x: (BOX.left + BOX.right) / 2, y: (BOX.top + BOX.bottom) / 2, "text-anchor": "middle" }, text));
 }
 
@@ -41,8 +46,10 @@ function emptyNote(svg, text) {
  * Final loss against learning rate. `space` is the job's search space (for the x range and
  * whether eps_root is tuned); `rec` the recommendation or null.
  */
-export function lossVsLearningRate(trials, { space, rec, tuned, label }) {
-  const svg = frame(label);
+export function lossVsLearningRate(trials, { space, rec, tuned, label, width }) {
+  const size = layout(width);
+  const BOX = size.box;
+  const svg = frame(size, label);
   const finished = trials.filter(finiteLoss);
   const diverged = trials.filter((t) => t.state === "diverged");
   const lrRange = space.learning_rate;
@@ -57,7 +64,7 @@ export function lossVsLearningRate(trials, { space, rec, tuned, label }) {
   const inX = (v) => Number.isFinite(v) && v >= x0 && v <= x1;
 
   svg.append(axes(BOX, x, y, { xLabel: "learning rate (log scale)", yLabel: y.log ? "final loss (log scale)" : "final loss" }));
-  divergedBand(svg);
+  divergedBand(svg, BOX);
 
   if (rec) {
     const [a, b] = rec.lr_interval.map((v) => Math.min(x1, Math.max(x0, v)));
@@ -111,7 +118,7 @@ export function lossVsLearningRate(trials, { space, rec, tuned, label }) {
     );
   }
   svg.append(points);
-  if (finished.length + diverged.length === 0) emptyNote(svg, "no finished trial yet");
+  if (finished.length + diverged.length === 0) emptyNote(svg, BOX, "no finished trial yet");
   return svg;
 }
 
@@ -125,8 +132,10 @@ function epsRootColour(range) {
 }
 
 /** The lowest final loss among trials numbered up to n, against n. */
-export function bestSoFar(trials, { nTrials, label }) {
-  const svg = frame(label);
+export function bestSoFar(trials, { nTrials, label, width }) {
+  const size = layout(width);
+  const BOX = size.box;
+  const svg = frame(size, label);
   const finished = trials.filter((t) => t.state === "complete" && Number.isFinite(t.value));
   const diverged = trials.filter((t) => t.state === "diverged");
   const x = linearScale(0, Math.max(1, nTrials - 1), BOX.left, BOX.right);
@@ -136,7 +145,7 @@ export function bestSoFar(trials, { nTrials, label }) {
     yLabel: y.log ? "final loss (log scale)" : "final loss",
     xFormat: (v) => String(Math.round(v)),
   }));
-  divergedBand(svg);
+  divergedBand(svg, BOX);
 
   const faint = s("g", { class: "points" });
   for (const t of finished) {
@@ -166,7 +175,7 @@ export function bestSoFar(trials, { nTrials, label }) {
     svg.append(s("circle", { class: "best-pt", cx: x(last.number), cy: y(last.value), r: 5 },
       s("title", {}, `Best: trial ${last.number} · loss ${loss(last.value)}`)));
   } else {
-    emptyNote(svg, "no complete trial yet");
+    emptyNote(svg, BOX, "no complete trial yet");
   }
   return svg;
 }

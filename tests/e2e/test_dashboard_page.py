@@ -1,0 +1,172 @@
+"""The dashboard page itself, in a real headless Chromium (SQLite and Postgres): how it is
+served (CSP, caching), the key prompt, tenant isolation, text never rendered as markup, and
+the banner while the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+from playwright.sync_api import expect
+
+from service.db.models import KeyScope
+from tests.e2e import dashboard_support as support
+from tests.e2e.dashboard_support import Site, enter_key, open_page, screenshot
+from tests.integration import conftest as databases
+
+# Fixtures defined elsewhere, bound here so that pytest finds them for this module.
+backend = databases.backend
+database_url = databases.database_url
+sqlite_template = databases.sqlite_template
+postgres_admin = databases.postgres_admin
+postgres_template = databases.postgres_template
+settings = databases.settings
+site = support.site
+browser = support.browser
+
+
+def test_served_with_strict_csp_and_cache_headers(site: Site) -> None:
+    with httpx.Client(base_url=site.url) as client:
+        root = client.get("/")
+        assert root.status_code == 307 and root.headers["location"] == "dashboard"
+        page = client.get("/dashboard")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert "require-trusted-types-for 'script'" in csp
+        assert page.headers["cache-control"] == "no-cache"
+        assert page.headers["x-content-type-options"] == "nosniff"
+        again = client.get("/dashboard", headers={"If-None-Match": page.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        # No inline script or style, and no other origin, in the page.
+        html = page.text
+        assert "<style" not in html and " style=" not in html
+        scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S)
+        assert scripts and all(" src=" in attrs and not body.strip() for attrs, body in scripts)
+        assert "http://" not in html and "https://" not in html
+        assets = re.findall(r'(?:href|src)="(dashboard/static/[^"]+)"', html)
+        assert len(assets) == 3
+        for path in assets:
+            asset = client.get(f"/{path}")
+            assert asset.status_code == 200
+            assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+        module = client.get(f"/{assets[-1]}")
+        assert module.headers["content-type"].startswith("text/javascript")
+        # Another release's version still loads, but is not cached under that name.
+        stale = client.get(re.sub(r"static/[0-9a-f]+/", "static/0123456789ab/", f"/{assets[-1]}"))
+        assert stale.status_code == 200 and stale.headers["cache-control"] == "no-cache"
+        missing = client.get(re.sub(r"[^/]+$", "nope.js", f"/{assets[-1]}"))
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+def test_key_prompt_then_jobs_without_errors(browser: Any, site: Site) -> None:
+    user, _ = site.key("dave")
+    names = ["first-job", '<img src=x id="injected">&amp; second']
+    jobs = [site.submit(user, name=name, budget={"n_trials": 6, "steps": 10}) for name in names]
+    context, page, probe = open_page(browser, site)
+    try:
+        page.goto(f"{site.url}/")
+        expect(page).to_have_url(f"{site.url}/dashboard")
+        expect(page.get_by_role("heading", name="Open the dashboard")).to_be_visible()
+        expect(page.get_by_label("API key")).to_be_focused()
+        page.keyboard.type(user)
+        page.keyboard.press("Enter")
+        expect(page.locator(".job-link")).to_have_count(2)
+        # The key is in this tab's session storage, never in the URL.
+        assert user not in page.url
+        assert page.evaluate("sessionStorage.getItem('acprop-tuner.key')") == user
+        # Server strings are text, never markup.
+        second = page.locator(f'a[data-job-id="{jobs[1]["id"]}"] .job-name')
+        expect(second).to_have_text(names[1])
+        assert page.locator("#injected").count() == 0
+        # Keyboard: focus a job's link and open it with Enter.
+        page.locator(f'a[data-job-id="{jobs[0]["id"]}"]').focus()
+        page.keyboard.press("Enter")
+        expect(page).to_have_url(re.compile(f"#/jobs/{jobs[0]['id']}$"))
+        expect(page.locator("#job-title")).to_have_text("first-job")
+        expect(page.locator('[data-count="waiting"]')).to_have_text("6")  # the sweep
+        # A reload keeps the key (same tab) and the selected job.
+        page.reload()
+        expect(page.locator("#job-title")).to_have_text("first-job")
+        expect(page.locator("#key-prompt")).to_be_hidden()
+        page.set_viewport_size({"width": 390, "height": 844})
+        expect(page.locator("#rec-panel .rec-reason")).to_be_visible()
+        screenshot(page, "dashboard-narrow.png")
+        assert probe.failed == []
+        assert probe.errors(r"status of 409") == []  # the recommendation's "not yet"
+        assert all(status < 400 or "/recommendation" in url for _, url, status in probe.responses)
+    finally:
+        context.close()
+
+
+def test_bad_or_revoked_key_shows_the_prompt_with_the_reason(browser: Any, site: Site) -> None:
+    context, page, probe = open_page(browser, site)
+    try:
+        page.goto(f"{site.url}/dashboard")
+        enter_key(page, "acpt_not-a-real-key")
+        expect(page.locator("#key-error")).to_contain_text("did not accept this key")
+        expect(page.get_by_label("API key")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#dashboard")).to_be_hidden()
+
+        worker, _ = site.key("erin", KeyScope.WORKER)
+        enter_key(page, worker)
+        expect(page.locator("#key-error")).to_contain_text("needs the user scope")
+
+        user, key_id = site.key("erin")
+        enter_key(page, user)
+        expect(page.locator("#dashboard")).to_be_visible()
+        expect(page.locator("#key-error")).to_have_text("")
+        site.revoke(key_id)  # the next poll is refused: back to the prompt, key forgotten
+        expect(page.locator("#key-error")).to_contain_text("invalid or revoked API key")
+        expect(page.locator("#dashboard")).to_be_hidden()
+        assert page.evaluate("sessionStorage.getItem('acprop-tuner.key')") is None
+        assert probe.failed == []
+        assert probe.errors(r"status of 401", r"status of 403") == []
+    finally:
+        context.close()
+
+
+def test_another_tenants_job_is_not_found(browser: Any, site: Site) -> None:
+    mine, _ = site.key("frank")
+    theirs, _ = site.key("grace")
+    secret = site.submit(theirs, name="grace-secret-job", budget={"n_trials": 6, "steps": 10})
+    site.submit(mine, name="frank-job", budget={"n_trials": 6, "steps": 10})
+    context, page, probe = open_page(browser, site)
+    try:
+        page.goto(f"{site.url}/dashboard#/jobs/{secret['id']}")
+        enter_key(page, mine)
+        expect(page.get_by_role("heading", name="Job not found")).to_be_visible()
+        expect(page.locator("#not-found-text")).to_contain_text(secret["id"])
+        expect(page.locator(".job-link")).to_have_count(1)
+        expect(page.locator(".job-link")).to_contain_text("frank-job")
+        assert "grace-secret-job" not in page.content()
+        foreign = [r for r in probe.api_calls() if secret["id"] in r[1]]
+        assert foreign and all(status == 404 for _, _, status in foreign), foreign
+        assert page.locator("#job-view").is_hidden()
+        assert probe.errors(r"status of 404") == []
+    finally:
+        context.close()
+
+
+def test_network_errors_show_a_banner_and_polling_goes_on(browser: Any, site: Site) -> None:
+    user, _ = site.key("heidi")
+    context, page, probe = open_page(browser, site)
+    try:
+        page.goto(f"{site.url}/dashboard")
+        enter_key(page, user)
+        expect(page.locator("#jobs-empty")).to_be_visible()
+        page.route("**/api/v1/**", lambda route: route.abort("connectionrefused"))
+        banner = page.locator("#banner")
+        expect(banner).to_contain_text("Cannot reach the server")
+        expect(page.locator("#dashboard")).to_be_visible()  # not blocking: the page stays
+        job = site.submit(user, name="after-the-outage", budget={"n_trials": 6, "steps": 10})
+        page.unroute("**/api/v1/**")
+        expect(banner).to_be_hidden()
+        expect(page.locator(f'a[data-job-id="{job["id"]}"]')).to_contain_text("after-the-outage")
+        assert probe.failed, "the aborted requests should have been seen as failed"
+    finally:
+        context.close()
