@@ -4,4 +4,4 @@ Run with ``make bench`` (all) or ``python -m bench NAME``; see ``bench/__main__.
 """
 
 # Benchmark modules, in page order. Each is ``bench.<name>`` with ``run()`` and ``markdown()``.
-BENCHMARKS: tuple[str, ...] = ("engine", "broker", "recommendation")
+BENCHMARKS: tuple[str, ...] = ("engine", "broker", "worker", "recommendation")

@@ -55,6 +55,10 @@ def test_tpe_learns_to_avoid_the_divergent_region(make_stack) -> None:  # type: 
         f"diverged share: TPE {tpe_first:.2f} -> {tpe_second:.2f}, "
         f"random {random_first:.2f} -> {random_second:.2f}"
     )
+    # One worker, one (task, K, S, chunk) for both jobs: it compiled for its first population
+    # only (at most K trials report compile time), however many it trained after.
+    compiled = stack.db.rows("SELECT count(*) AS n FROM acprop_trials WHERE compile_s > 0")
+    assert 1 <= compiled[0]["n"] <= 4
     assert random_second > 0, "the default space should hold a divergent region"
     assert tpe_second < tpe_first
     assert tpe_second < random_second
