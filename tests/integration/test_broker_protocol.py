@@ -315,3 +315,30 @@ def test_a_sampler_missing_its_package_fails_the_job_with_a_reason(app: Any) -> 
     job = api.job(job_id)
     assert job["status"] == "failed"
     assert api.post("/leases", {"worker_id": "w", "capacity": 4}).status_code == 200
+
+
+def test_the_jobs_pruner_stops_a_bad_trial_through_report(app: Any) -> None:
+    api = Api(app)
+    body = {**job_body(n_trials=10, steps=20, report_every=10), "pruner": "median"}
+    r = api.post("/jobs", body, key=api.user_key)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    first = [le["token"] for le in api.lease(6)]
+    for step in (10, 20):
+        reports = [{"token": t, "step": step, "losses": [1.0, 1.0]} for t in first]
+        assert api.post("/leases/report", {"reports": reports}).json() == {"stop": []}
+    r = api.post("/leases/complete", {"results": [result(t, 1.0) for t in first]})
+    assert r.status_code == 200
+    bad, good = (le["token"] for le in api.lease(2))
+    r = api.post(
+        "/leases/report",
+        {"reports": [
+            {"token": bad, "step": 10, "losses": [50.0, 60.0]},
+            {"token": good, "step": 10, "losses": [0.5, 0.5]},
+        ]},
+    )  # fmt: skip
+    assert r.status_code == 200 and r.json()["stop"] == [bad]
+    r = api.post("/leases/complete", {"results": [result(bad, 55.0, pruned=True), result(good)]})
+    assert r.status_code == 200
+    states = sorted(t[2] for t in db_state(app, job_id)["trials"])
+    assert states == ["complete"] * 7 + ["pruned"]
