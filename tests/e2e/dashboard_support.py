@@ -45,7 +45,10 @@ POLL_S = 2.0  # the page polls about this often
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get(CHROMIUM_ENV), shutil.which("chromium"), "/usr/bin/chromium"):
+    """ACPROP_TUNER_CHROMIUM if set (only that), else Debian's `chromium`."""
+    configured = os.environ.get(CHROMIUM_ENV)
+    candidates = [configured] if configured else [shutil.which("chromium"), "/usr/bin/chromium"]
+    for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -62,7 +65,9 @@ def browser() -> Iterator[Any]:
     """A headless Chromium (one per test module)."""
     path = chromium_path()
     if path is None:
-        _no_browser("Chromium is not installed (scripts/install-chromium.sh installs it)")
+        _no_browser(
+            "Chromium is not installed (scripts/install-chromium.sh or `make browser` installs it)"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -6,6 +6,9 @@ the banner while the server cannot be reached.
 from __future__ import annotations
 
 import re
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -170,3 +173,14 @@ def test_network_errors_show_a_banner_and_polling_goes_on(browser: Any, site: Si
         assert probe.failed, "the aborted requests should have been seen as failed"
     finally:
         context.close()
+
+
+def test_every_dashboard_file_is_package_data() -> None:
+    """An installed (non-editable) service must ship every file the page loads."""
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["*"]
+    files = [p.name for p in (root / "service/dashboard/static").iterdir() if p.is_file()]
+    assert files
+    assert [f for f in files if not any(fnmatch(f, p) for p in patterns)] == []
