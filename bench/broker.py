@@ -170,6 +170,7 @@ def _random_configs(n: int, rng: random.Random) -> list[dict[str, float]]:
     for _ in range(n):
         sampled = {}
         for name, d in space.distributions.items():
+            assert isinstance(d, optuna.distributions.FloatDistribution)
             u = rng.random()
             sampled[name] = d.low * (d.high / d.low) ** u if d.log else d.low + (d.high - d.low) * u
         configs.append(space.config(sampled))

@@ -172,7 +172,7 @@ class ReleasedResponse(BaseModel):
     released: list[str]
 
 
-_LOST = {
+_LOST: dict[int | str, dict[str, Any]] = {
     409: {
         "model": ErrorBody,
         "description": "some tokens no longer hold their trial; "

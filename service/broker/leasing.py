@@ -148,9 +148,9 @@ def _lease_locked(
         ids = session.scalars(
             insert(Trial).returning(Trial.id, sort_by_parameter_order=True), rows
         ).all()
-        for a, trial_id, row in zip(asked, ids, rows, strict=True):
+        for i, (a, trial_id) in enumerate(zip(asked, ids, strict=True)):
             mirror.bind(a, TrialSnapshot(trial_id, "running", a.config))
-            handed.append((trial_id, row["number"], 1, a.config))
+            handed.append((trial_id, first + i, 1, a.config))
 
     expires_at = now + timedelta(seconds=ttl_s)
     tokens = [new_token() for _ in handed]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -192,7 +192,7 @@ def complete(
         session.execute(update(Trial), updates)
         _end(session, [leases[t].lease_id for t in fresh], EndReason.COMPLETED, now)
     session.commit()
-    return list(dict.fromkeys(tokens)), [u["id"] for u in updates]
+    return list(dict.fromkeys(tokens)), [leases[t].trial_id for t in fresh]
 
 
 def release(session: Session, tokens: Sequence[str], *, now: datetime) -> list[str]:
@@ -285,6 +285,7 @@ def _insert_reports(session: Session, rows: list[dict]) -> None:
         )
         return
     table = TrialReport.__table__
+    assert isinstance(table, Table)
     stmt = (
         sqlite.insert(table).on_conflict_do_nothing()
         if dialect == "sqlite"
