@@ -151,6 +151,20 @@ def test_new_populations_compile_nothing() -> None:
     assert cache.misses == 3
 
 
+def test_programs_are_cached_per_matmul_precision() -> None:
+    # On GPUs the default float32 matmul precision allows TF32; a program compiled under it
+    # must not be reused by a caller that asked for full precision.
+    cache = ProgramCache()
+    tr = trainer(task("rosenbrock"), 1, 1, c=5, cache=cache)
+    tr.train([CONFIG], [0], 5)
+    assert cache.misses == 3
+    with jax.default_matmul_precision("highest"):
+        tr.train([CONFIG], [0], 5)
+    assert cache.misses == 6
+    tr.train([CONFIG], [0], 5)
+    assert cache.misses == 6
+
+
 def test_rosenbrock_divergence_with_optax_defaults() -> None:
     """optax issue 1132: eps_root=1e-16 blows up at step 2-3; eps_root=1e-8 does not."""
     t = task("rosenbrock")
