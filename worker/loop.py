@@ -157,7 +157,16 @@ class WorkerLoop:
                 if self.stop.is_set():
                     self._release([lease.token for lease in group])
                     continue
-                self._train_group(group)
+                try:
+                    self._train_group(group)
+                except (ValueError, ImportError, LookupError, ArithmeticError) as exc:
+                    # This worker cannot train these trials (an unknown or broken task, a
+                    # configuration the engine rejects). Stop renewing their leases instead of
+                    # releasing them: each expiry counts as an attempt, so a trial no worker
+                    # can run ends `failed` after `max_attempts` rather than circulating.
+                    log.error("cannot train %d trial(s): %s", len(group), exc, exc_info=True)
+                    self.heartbeat.untrack([lease.token for lease in group])
+                    self.journal.write("error", error=f"{type(exc).__name__}: {exc}"[:500])
         finally:
             self.heartbeat.untrack(tokens)
             for token in tokens:

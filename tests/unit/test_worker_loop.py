@@ -151,3 +151,23 @@ def test_capacity_bounds_each_lease(capacity: int) -> None:
         run_worker(url, capacity=capacity)
     assert all(body["capacity"] == capacity for body in fb.calls_to("/api/v1/leases"))
     assert [t.state for t in fb.trials] == ["finished"] * 3
+
+
+def test_trials_it_cannot_train_are_left_to_expire_not_crashed_on() -> None:
+    fb = FakeBroker(
+        [SAFE],
+        task={"name": "no-such-task", "options": {}},
+        steps=STEPS,
+        report_every=EVERY,
+        seeds=[0],
+    )
+    with serve(fb) as url:
+        loop = run_worker(url)
+    # Leased once, never reported, completed or released: the lease runs out on the server,
+    # which counts the attempt (a trial no worker can run ends failed, it does not circulate).
+    assert fb.calls_to("/api/v1/leases")
+    assert fb.trials[0].state == "running"
+    assert fb.calls_to("/api/v1/leases/report") == []
+    assert fb.calls_to("/api/v1/leases/complete") == []
+    assert fb.calls_to("/api/v1/leases/release") == []
+    assert loop.heartbeat.lost() == frozenset()
