@@ -33,7 +33,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.storages._rdb import models as optuna_models
 from optuna.trial import FrozenTrial, create_trial
 from optuna.trial import TrialState as OptunaState
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from service.broker import optuna_bulk
@@ -76,7 +76,9 @@ def write_finished(
         .join(Job, Job.id == Trial.job_id)
         .where(
             Trial.optuna_trial_id.is_(None),
-            Trial.state.in_([s.value for s in TrialState.finished()]),
+            # Literal values (not bound parameters), so that the planner can prove the
+            # partial index ix_acprop_trials_optuna_outbox applies under generic plans too.
+            Trial.state.in_([literal_column(f"'{s.value}'") for s in TrialState.finished()]),
         )
         .order_by(Trial.id)
         .limit(limit)

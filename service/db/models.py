@@ -103,12 +103,15 @@ class TrialState(StrEnum):
         return (cls.COMPLETE, cls.PRUNED, cls.DIVERGED, cls.FAILED)
 
 
+_FINISHED = TrialState.finished()
+
+
 class TrialSource(StrEnum):
     WARMUP = "warmup"
     SAMPLER = "sampler"
 
 
-def _in(column: str, enum: type[StrEnum]) -> str:
+def _in(column: str, enum: type[StrEnum] | tuple[StrEnum, ...]) -> str:
     values = ", ".join(f"'{member.value}'" for member in enum)
     return f"{column} IN ({values})"
 
@@ -197,6 +200,14 @@ class Trial(Base):
         CheckConstraint(_in("source", TrialSource), name="source"),
         UniqueConstraint("job_id", "number"),
         Index(None, "job_id", "state"),
+        # The broker's Optuna outbox (finished, not yet in the study): scanned by the reaper
+        # every period, so it must not cost a pass over every trial ever run.
+        Index(
+            "ix_acprop_trials_optuna_outbox",
+            "id",
+            postgresql_where=text(f"optuna_trial_id IS NULL AND {_in('state', _FINISHED)}"),
+            sqlite_where=text(f"optuna_trial_id IS NULL AND {_in('state', _FINISHED)}"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
@@ -239,6 +250,13 @@ class Lease(Base):
             sqlite_where=text("ended_at IS NULL"),
         ),
         Index(None, "expires_at"),
+        # Live leases by expiry, for the reaper (ended leases accumulate forever).
+        Index(
+            "ix_acprop_leases_live_expires_at",
+            "expires_at",
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
