@@ -20,7 +20,67 @@ _HANDLERS = {
     "keys": "service.commands:keys",
     "worker": "worker.commands:worker",
     "recommend": "service.commands:recommend",
+    "jobs": "acprop_tuner.jobs_cli:jobs",
 }
+
+_SAMPLERS = ["tpe", "random", "gp", "cmaes", "qmc"]
+_PRUNERS = ["none", "median", "successive-halving", "hyperband"]
+_STATUSES = ["queued", "running", "finished", "cancelled", "failed"]
+
+
+def _add_jobs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``jobs submit|list|show|cancel|trials``: the user's commands against a server."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--server", default=None, help="base URL of the API (or ACPROP_TUNER_SERVER)"
+    )
+    common.add_argument(
+        "--token",
+        default=None,
+        help="user key; prefer the ACPROP_TUNER_TOKEN environment variable: "
+        "command-line flags show in the process list (ps)",
+    )
+    common.add_argument("--json", action="store_true", help="print the server's JSON")
+
+    jobs = sub.add_parser("jobs", help="submit, list, show, cancel jobs on a server (user key)")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    submit = jobs_sub.add_parser(
+        "submit", parents=[common], help="submit a job; prints its id (--wait: follow it)"
+    )
+    submit.add_argument("--task", required=True, help="a built-in task or package.module:factory")
+    submit.add_argument(
+        "--options", default=None, help="task options as JSON, e.g. '{\"batch_size\": 64}'"
+    )
+    submit.add_argument(
+        "--space",
+        default=None,
+        help='search space as JSON, e.g. \'{"b1": {"value": 0.9}, "learning_rate": '
+        '{"low": 1e-4, "high": 0.1, "log": true}}\'',
+    )
+    submit.add_argument("--trials", type=int, default=None, help="trials in the job")
+    submit.add_argument("--steps", type=int, default=None, help="training steps per trial")
+    submit.add_argument("--seeds", type=int, default=None, help="seeds per trial")
+    submit.add_argument("--sampler", choices=_SAMPLERS, default="tpe")
+    submit.add_argument("--pruner", choices=_PRUNERS, default="none")
+    submit.add_argument("--name", default=None, help="a label for the job")
+    submit.add_argument(
+        "--no-warm-start", action="store_true", help="skip the initial learning-rate sweep"
+    )
+    submit.add_argument(
+        "--wait", action="store_true", help="follow the job, then print the recommendation"
+    )
+    submit.add_argument("--timeout", type=float, default=None, help="with --wait: give up after")
+    submit.add_argument("--poll", type=float, default=2.0, help="with --wait: seconds per poll")
+
+    list_ = jobs_sub.add_parser("list", parents=[common], help="your jobs, newest first")
+    list_.add_argument("--status", choices=_STATUSES, default=None)
+    show = jobs_sub.add_parser("show", parents=[common], help="a job's status and progress")
+    show.add_argument("job_id")
+    cancel = jobs_sub.add_parser("cancel", parents=[common], help="cancel a queued or running job")
+    cancel.add_argument("job_id")
+    trials = jobs_sub.add_parser("trials", parents=[common], help="a job's trials")
+    trials.add_argument("job_id")
+    trials.add_argument("--after", type=int, default=None, help="only trials numbered above")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--server", default=None, help="ask a running server instead of the database")
     rec.add_argument("--token", default=None, help="user key (or ACPROP_TUNER_TOKEN)")
     rec.add_argument("--json", action="store_true", help="print JSON")
+
+    _add_jobs_parser(sub)
     return parser
 
 

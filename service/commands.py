@@ -157,23 +157,18 @@ def recommend(args: argparse.Namespace) -> int:
     except ValueError:
         return _fail(f"not a job id: {args.job_id!r}")
     if args.server:
-        import httpx
+        from acprop_tuner.client import TunerClient, TunerError
 
         token = args.token or os.environ.get("ACPROP_TUNER_TOKEN")
         if not token:
             return _fail("a user key is needed: set ACPROP_TUNER_TOKEN (or pass --token)")
-        url = f"{args.server.rstrip('/')}/api/v1/jobs/{job_id}/recommendation"
         try:
-            response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        except httpx.HTTPError as exc:
-            return _fail(f"cannot reach {args.server}: {type(exc).__name__}")
-        try:
-            body = response.json()
-        except ValueError:
-            body = {"error": "bad_response", "detail": response.text[:200]}
-        if response.status_code != 200:
-            return _fail(f"{response.status_code} {body.get('error')}: {body.get('detail')}")
-        _print_recommendation(body, args.json)
+            with TunerClient(args.server, token=token) as client:
+                # missing_ok=False: the server's 409 says why there is none yet.
+                found = client.recommendation(job_id, missing_ok=False)
+        except (TunerError, ValueError) as exc:
+            return _fail(str(exc))
+        _print_recommendation(found.raw if found else None, args.json)
         return 0
 
     from service import jobs

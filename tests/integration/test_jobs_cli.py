@@ -1,0 +1,164 @@
+"""``acprop-tuner jobs ...`` and ``recommend --server`` as a user runs them: subprocesses
+against a real uvicorn server (SQLite: the commands only speak HTTP, so one backend is
+enough). The user key comes from the environment and never shows in any output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from service.db.models import KeyScope
+from tests.integration.broker_support import serve
+from tests.integration.conftest import Key, KeyFactory
+from tests.integration.test_recommendation_api import run_trials
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture(scope="module")
+def url(app: FastAPI) -> Iterator[str]:
+    with serve(app) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def user(make_key: KeyFactory) -> Key:
+    return make_key()
+
+
+def cli(
+    *args: str, token: str | None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACPROP_TUNER_")}
+    env["PYTHONPATH"] = str(ROOT)
+    if token is not None:
+        env["ACPROP_TUNER_TOKEN"] = token
+    env.update(extra_env or {})
+    r = subprocess.run(
+        [sys.executable, "-m", "acprop_tuner", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if token is not None:
+        assert token not in r.stdout + r.stderr
+    return r
+
+
+def test_submit_show_list_trials_cancel(url: str, user: Key) -> None:
+    r = cli("jobs", "submit", "--server", url, "--task", "rosenbrock", "--trials", "12",
+            "--steps", "30", "--seeds", "1", "--sampler", "random", "--name", "cli-job",
+            token=user.secret)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    assert r.stdout == job_id + "\n" and uuid.UUID(job_id)  # the id alone, for scripts
+
+    r = cli("jobs", "show", job_id, "--server", url, token=user.secret)
+    assert r.returncode == 0, r.stderr
+    assert "cli-job" in r.stdout and "queued" in r.stdout
+    assert "12 trials x 30 steps x 1 seeds" in r.stdout and "0/12 trials" in r.stdout
+
+    r = cli("jobs", "show", job_id, "--server", url, "--json", token=user.secret)
+    shown = json.loads(r.stdout)
+    assert shown["id"] == job_id and shown["sampler"] == "random"
+
+    r = cli("jobs", "list", "--server", url, token=user.secret)
+    assert r.returncode == 0 and job_id in r.stdout and r.stdout.startswith("id\tname\tstatus")
+
+    r = cli("jobs", "trials", job_id, "--server", url, "--json", token=user.secret)
+    trials = json.loads(r.stdout)
+    assert trials and all(t["state"] == "waiting" for t in trials)  # the warm-start sweep
+    r = cli("jobs", "trials", job_id, "--server", url, "--after", "0", token=user.secret)
+    rows = r.stdout.strip().splitlines()[1:]
+    assert [row.split("\t")[0] for row in rows] == [str(t["number"]) for t in trials[1:]]
+    assert "learning_rate=" in rows[0]
+
+    r = cli("jobs", "cancel", job_id, "--server", url, token=user.secret)
+    assert r.returncode == 0 and f"job {job_id} is cancelled" in r.stdout
+    r = cli("jobs", "list", "--server", url, "--status", "cancelled", "--json", token=user.secret)
+    assert [j["id"] for j in json.loads(r.stdout)] == [job_id]
+
+
+def test_errors_say_what_was_wrong(url: str, user: Key) -> None:
+    r = cli("jobs", "show", str(uuid.uuid4()), "--server", url, token=user.secret)
+    assert r.returncode == 1 and "404 not_found" in r.stderr
+
+    r = cli("jobs", "submit", "--server", url, "--task", "rosenbrock", "--trials", "0",
+            token=user.secret)  # fmt: skip
+    assert r.returncode == 1 and "422" in r.stderr and "body.budget.n_trials" in r.stderr
+
+    r = cli("jobs", "submit", "--server", url, "--task", "rosenbrock", "--space", "{not json",
+            token=user.secret)  # fmt: skip
+    assert r.returncode == 2 and "bad JSON" in r.stderr
+
+    r = cli("jobs", "list", "--server", url, token=None)
+    assert r.returncode == 2 and "ACPROP_TUNER_TOKEN" in r.stderr
+
+    r = cli("jobs", "list", token=user.secret)
+    assert r.returncode == 2 and "--server" in r.stderr
+
+    wrong = "acpt_wrong-key-0123456789"
+    r = cli("jobs", "list", "--server", url, token=wrong)
+    assert r.returncode == 1 and "401" in r.stderr and "check ACPROP_TUNER_TOKEN" in r.stderr
+
+    # --token works (its help says the environment is better: flags show in `ps`).
+    r = cli("jobs", "list", "--server", url, "--token", user.secret, token=None)
+    assert r.returncode == 0 and user.secret not in r.stdout + r.stderr
+    # The server can come from the environment too.
+    r = cli("jobs", "list", token=user.secret, extra_env={"ACPROP_TUNER_SERVER": url})
+    assert r.returncode == 0
+
+
+def test_submit_wait_follows_the_job_and_prints_the_recommendation(
+    url: str, user: Key, make_key: KeyFactory
+) -> None:
+    worker = make_key(tenant=user.tenant, scope=KeyScope.WORKER)
+    # Below the synthetic divergence edge: a recommendation whatever the random draws.
+    space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "eps_root": {"value": 1e-8}}
+    finished = threading.Event()
+
+    def work() -> None:
+        # Complete the trials as soon as the submission has made them.
+        with httpx.Client(base_url=url, timeout=10) as http:
+            while not finished.wait(0.05):
+                run_trials(http, worker.headers, 1000)  # type: ignore[arg-type]
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        r = cli("jobs", "submit", "--server", url, "--task", "rosenbrock", "--trials", "12",
+                "--steps", "20", "--space", json.dumps(space), "--sampler", "random",
+                "--wait", "--poll", "0.1", "--timeout", "60", token=user.secret)  # fmt: skip
+    finally:
+        finished.set()
+        thread.join(10)
+    assert r.returncode == 0, r.stderr
+    job_id, *rest = r.stdout.splitlines()
+    assert uuid.UUID(job_id)
+    assert "Recommended initial configuration for ACProp (final)" in r.stdout
+    assert rest[-1].startswith("optax.contrib.acprop(learning_rate=")
+    assert "finished  12/12 trials" in r.stderr  # the last progress line
+
+    # recommend --server goes through the same client.
+    r = cli("recommend", job_id, "--server", url, token=user.secret)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == rest[-1]
+    r = cli("recommend", job_id, "--server", url, "--json", token=user.secret)
+    assert json.loads(r.stdout)["job_id"] == job_id
