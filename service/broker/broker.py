@@ -102,13 +102,11 @@ class Broker:
     def complete(self, items: Sequence[ResultIn]) -> list[str]:
         """Record the results, then write the newly finished trials into the Optuna study."""
         with self._sessions() as session:
-            leases = {
-                le.job_id for le in results.load_leases(session, [r.token for r in items]).values()
-            }
-            facts = self._job_facts(session, leases)
-            accepted, finished = results.complete(
-                session, items, steps_of={j: f.steps for j, f in facts.items()}, now=utcnow()
-            )
+
+            def steps_of(job_ids: set[uuid.UUID]) -> dict[uuid.UUID, int]:
+                return {j: f.steps for j, f in self._job_facts(session, job_ids).items()}
+
+            accepted, finished = results.complete(session, items, steps_of=steps_of, now=utcnow())
             if finished:
                 write_finished(session, self._storage(), finished)
         return accepted

@@ -9,7 +9,8 @@ the first time did. A cancelled job's leases end at the next heartbeat or report
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -136,7 +137,11 @@ def record_reports(
 
 
 def complete(
-    session: Session, results: Sequence[ResultIn], *, steps_of: dict, now: datetime
+    session: Session,
+    results: Sequence[ResultIn],
+    *,
+    steps_of: Callable[[set[uuid.UUID]], Mapping[uuid.UUID, int]],
+    now: datetime,
 ) -> tuple[list[str], list[int]]:
     """Record final results; returns (accepted tokens, trial ids newly finished) and commits.
 
@@ -145,6 +150,7 @@ def complete(
     """
     tokens = [r.token for r in results]
     job_ids = {le.job_id for le in load_leases(session, tokens).values()}
+    steps = steps_of(job_ids)
     if job_ids:
         session.execute(
             select(Job.id).where(Job.id.in_(job_ids)).order_by(Job.id).with_for_update()
@@ -169,7 +175,7 @@ def complete(
             validation_losses=r.validation_losses,
             last_finite_losses=r.last_finite_losses,
             diverged_at_step=r.diverged_at_step,
-            steps=steps_of.get(lease.job_id, 0) or 0,
+            steps=steps.get(lease.job_id, 0),
         )
         state = outcome.state
         if r.pruned and state == "complete":
