@@ -125,7 +125,8 @@ class Probe:
     page_errors: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     responses: list[tuple[str, str, int]] = field(default_factory=list)  # method, url, status
-    trial_pages: list[tuple[str, list[int]]] = field(default_factory=list)  # url, numbers
+    # url, [(trial number, state)]
+    trial_pages: list[tuple[str, list[tuple[int, str]]]] = field(default_factory=list)
 
     def attach(self, page: Any) -> None:
         page.on(
@@ -143,8 +144,8 @@ class Probe:
     def _response(self, response: Any) -> None:
         self.responses.append((response.request.method, response.url, response.status))
         if "/trials?" in response.url and response.status == 200:
-            numbers = [t["number"] for t in response.json()["trials"]]
-            self.trial_pages.append((response.url, numbers))
+            trials = [(t["number"], t["state"]) for t in response.json()["trials"]]
+            self.trial_pages.append((response.url, trials))
 
     def errors(self, *expected: str) -> list[str]:
         """Console errors and page errors, but for the expected HTTP statuses' own messages
@@ -204,6 +205,15 @@ class SyntheticWorker:
         )
         assert r.status_code == 200, r.text
         return r.json()["leases"]
+
+    def report(self, leases: list[dict[str, Any]], step: int) -> None:
+        """An intermediate report at `step` for each of `leases`."""
+        reports = [
+            {"token": le["token"], "step": step, "losses": [1.0] * len(le["trial"]["seeds"])}
+            for le in leases
+        ]
+        r = self.client.post("/api/v1/leases/report", json={"reports": reports})
+        assert r.status_code == 200, r.text
 
     def complete(self, leases: list[dict[str, Any]]) -> dict[str, int]:
         """Complete `leases`; returns how many completed and how many diverged."""

@@ -8,7 +8,6 @@ single finished trial again.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 from urllib.parse import urlparse
 
@@ -77,9 +76,21 @@ def test_job_followed_live_to_its_recommendation(browser: Any, site: Site) -> No
         expect(scatter.locator("circle.pt")).to_have_count(done["complete"])
         expect(scatter.locator(".div-mark")).to_have_count(0)
 
-        more = worker.run(8)  # the rest of the sweep (5 diverge) and 2 sampled trials
-        complete = done["complete"] + more["complete"]
-        diverged = done["diverged"] + more["diverged"]
+        # Trials in flight show as running, with the step they last reported.
+        held = worker.lease(3)
+        worker.report(held[:1], step=10)
+        expect(page.locator('[data-count="running"]')).to_have_text("3")
+        expect(page.locator(".running-now")).to_contain_text(
+            f"#{held[0]['trial']['number']} at step 10"
+        )
+        screenshot(page, "dashboard-running-job.png")
+        held_done = worker.complete(held)
+        expect(page.locator('[data-count="running"]')).to_have_text("0")
+        expect(finished).to_have_text(f"7 / {N_TRIALS}")
+
+        more = worker.run(5)  # the rest of the sweep (5 diverge in all) and 2 sampled trials
+        complete = done["complete"] + held_done["complete"] + more["complete"]
+        diverged = done["diverged"] + held_done["diverged"] + more["diverged"]
         assert diverged >= 5
         expect(finished).to_have_text(f"12 / {N_TRIALS}")
         expect(page.locator('[data-count="diverged"]')).to_have_text(str(diverged))
@@ -112,20 +123,21 @@ def test_job_followed_live_to_its_recommendation(browser: Any, site: Site) -> No
         # Incremental polling: once the job has ended, polls read the job (and the list),
         # never a trial page again.
         mark = len(probe.responses)
-        page.wait_for_timeout((3 * POLL_S + 0.5) * 1000)  # events arrive while Playwright waits
+        page.wait_for_timeout((2 * POLL_S + 0.5) * 1000)  # events arrive while Playwright waits
         calls = probe.api_calls(mark)
         job_polls = [u for _, u, _ in calls if urlparse(u).path == f"/api/v1/jobs/{job_id}"]
-        assert len(job_polls) >= 3, calls
+        assert len(job_polls) >= 2, calls
         assert finished_trial_pages(calls, job_id) == [], calls
         assert [u for _, u, _ in calls if "/recommendation" in u] == [], calls
 
-        # Over the whole session the page read each trial about as often as it changed:
-        # once when new, again only while it was waiting or running (the worker above
-        # finished trials in 4 steps, so no trial needs more than a few reads).
-        reads = Counter(n for _, numbers in probe.trial_pages for n in numbers)
-        assert set(reads) == set(range(N_TRIALS))
-        assert max(reads.values()) <= 4, reads
-        assert sum(reads.values()) <= 2.5 * N_TRIALS, reads
+        # Over the whole session, a trial was read when new, and again only while it was
+        # waiting or running: never after the page had seen it finished.
+        seen_finished: set[int] = set()
+        for url, trials in probe.trial_pages:
+            again = [n for n, _ in trials if n in seen_finished]
+            assert again == [], f"{url} read finished trials {again}"
+            seen_finished |= {n for n, state in trials if state not in ("waiting", "running")}
+        assert seen_finished == set(range(N_TRIALS))
 
         assert probe.failed == []
         assert probe.errors(*EXPECTED) == []

@@ -92,14 +92,16 @@ def test_key_prompt_then_jobs_without_errors(browser: Any, site: Site) -> None:
         expect(page).to_have_url(re.compile(f"#/jobs/{jobs[0]['id']}$"))
         expect(page.locator("#job-title")).to_have_text("first-job")
         expect(page.locator('[data-count="waiting"]')).to_have_text("6")  # the sweep
-        # A reload keeps the key (same tab) and the selected job.
+        # A reload keeps the key (same tab) and the selected job. (It may abort one poll's
+        # requests in flight: those, and only those, may fail.)
+        assert probe.failed == []
         page.reload()
         expect(page.locator("#job-title")).to_have_text("first-job")
         expect(page.locator("#key-prompt")).to_be_hidden()
         page.set_viewport_size({"width": 390, "height": 844})
         expect(page.locator("#rec-panel .rec-reason")).to_be_visible()
         screenshot(page, "dashboard-narrow.png")
-        assert probe.failed == []
+        assert len(probe.failed) <= 3 and all("ERR_ABORTED" in f for f in probe.failed)
         assert probe.errors(r"status of 409") == []  # the recommendation's "not yet"
         assert all(status < 400 or "/recommendation" in url for _, url, status in probe.responses)
     finally:

@@ -55,7 +55,7 @@ export function lossVsLearningRate(trials, { space, rec, tuned, label, width }) 
   const lrRange = space.learning_rate;
   const [x0, x1] =
     lrRange && "low" in lrRange && lrRange.log !== false
-      ? [lrRange.low, lrRange.high]
+      ? [lrRange.low / 1.4, lrRange.high * 1.4] // a margin, so points at the range's ends show whole
       : logExtent([...finished, ...diverged].map((t) => t.params.learning_rate));
   const x = logScale(x0, x1, BOX.left, BOX.right);
   const y = lossScale(finished.map((t) => t.value), BOX.bottom, BOX.top);
