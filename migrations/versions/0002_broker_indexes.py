@@ -22,9 +22,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 LIVE = "ended_at IS NULL"
-OUTBOX = (
-    "optuna_trial_id IS NULL AND state IN ('complete', 'pruned', 'diverged', 'failed')"
-)
+OUTBOX = "optuna_trial_id IS NULL AND state IN ('complete', 'pruned', 'diverged', 'failed')"
 
 
 def upgrade() -> None:
