@@ -35,6 +35,7 @@ def make_broker(app: FastAPI) -> Broker:
         lease_ttl_s=settings.lease_ttl_s,
         retry_after_s=settings.lease_retry_after_s,
         reaper_period_s=settings.reaper_period_s,
+        max_capacity=settings.max_lease_capacity,
     )
 
 

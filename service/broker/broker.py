@@ -52,11 +52,13 @@ class Broker:
         lease_ttl_s: float,
         retry_after_s: float,
         reaper_period_s: float,
+        max_capacity: int = 256,
     ) -> None:
         self._sessions = session_factory
         self._storage = storage
         self.lease_ttl_s = lease_ttl_s
         self.retry_after_s = retry_after_s
+        self.max_capacity = max_capacity
         self.registry = MirrorRegistry()
         self.reaper = Reaper(session_factory, storage, period_s=reaper_period_s)
         self._locks: dict[uuid.UUID, threading.Lock] = {}
@@ -66,7 +68,9 @@ class Broker:
     # -- the protocol ----------------------------------------------------------------------
 
     def lease(self, *, tenant_id: uuid.UUID, worker_id: str, capacity: int) -> LeaseAnswer:
-        """Up to `capacity` trials of one job (the oldest active job with work)."""
+        """Up to `capacity` trials of one job (the oldest active job with work); a larger
+        capacity than the server allows is served as the allowed one."""
+        capacity = max(1, min(capacity, self.max_capacity))
         with self._sessions() as session:
             candidates = leasing.candidate_jobs(session, tenant_id)
             session.rollback()

@@ -342,3 +342,12 @@ def test_the_jobs_pruner_stops_a_bad_trial_through_report(app: Any) -> None:
     assert r.status_code == 200
     states = sorted(t[2] for t in db_state(app, job_id)["trials"])
     assert states == ["complete"] * 7 + ["pruned"]
+
+
+def test_capacity_beyond_the_servers_limit_is_served_as_the_limit(app: Any) -> None:
+    api = Api(app)
+    limit = app.state.settings.max_lease_capacity
+    body = {**job_body(n_trials=limit + 5, steps=10, report_every=5), "sampler": "random"}
+    assert api.post("/jobs", body, key=api.user_key).status_code == 201
+    assert len(api.lease(limit + 100)) == limit
+    assert len(api.lease(limit + 100)) == 5
