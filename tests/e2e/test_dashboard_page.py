@@ -125,6 +125,11 @@ def test_bad_or_revoked_key_shows_the_prompt_with_the_reason(browser: Any, site:
         enter_key(page, user)
         expect(page.locator("#dashboard")).to_be_visible()
         expect(page.locator("#key-error")).to_have_text("")
+        page.get_by_role("button", name="Forget key").click()
+        expect(page.get_by_label("API key")).to_be_visible()
+        assert page.evaluate("sessionStorage.getItem('acprop-tuner.key')") is None
+        enter_key(page, user)
+        expect(page.locator("#dashboard")).to_be_visible()
         site.revoke(key_id)  # the next poll is refused: back to the prompt, key forgotten
         expect(page.locator("#key-error")).to_contain_text("invalid or revoked API key")
         expect(page.locator("#dashboard")).to_be_hidden()
@@ -152,6 +157,12 @@ def test_another_tenants_job_is_not_found(browser: Any, site: Site) -> None:
         foreign = [r for r in probe.api_calls() if secret["id"] in r[1]]
         assert foreign and all(status == 404 for _, _, status in foreign), foreign
         assert page.locator("#job-view").is_hidden()
+        # A malformed id in the hash is simply not found either.
+        page.evaluate("window.location.hash = '#/jobs/%E0%zz'")
+        expect(page.locator("#not-found-text")).to_contain_text("%E0%zz")
+        page.evaluate("window.location.hash = ''")
+        expect(page.locator("#not-found")).to_be_hidden()
+        expect(page.locator("#detail-placeholder")).to_be_visible()
         assert probe.errors(r"status of 404") == []
     finally:
         context.close()
@@ -186,3 +197,66 @@ def test_every_dashboard_file_is_package_data() -> None:
     files = [p.name for p in (root / "service/dashboard/static").iterdir() if p.is_file()]
     assert files
     assert [f for f in files if not any(fnmatch(f, p) for p in patterns)] == []
+
+
+TRACKER_SCRIPT = """
+async () => {
+  const src = document.querySelector("script[type=module]").src.replace(/app\\.js$/, "tracker.js");
+  const { TrialTracker, ranges } = await import(src);
+  const N = 1000;
+  const stored = Array.from({ length: N }, (_, n) => ({
+    number: n, state: n < 990 ? "complete" : "running", attempt: 0, value: 1, intermediate: [],
+  }));
+  const calls = [];
+  const api = {
+    async trials(id, after, limit) {
+      calls.push([after, limit]);
+      const rest = stored.filter((t) => t.number > after);
+      const page = rest.slice(0, limit).map((t) => ({ ...t }));
+      return { trials: page, next_after: rest.length > limit ? page[page.length - 1].number : null };
+    },
+  };
+  const job = (status) => {
+    const count = (s) => stored.filter((t) => t.state === s).length;
+    return { status, progress: { finished: count("complete"), waiting: 0, running: count("running"),
+      complete: count("complete"), pruned: 0, diverged: 0, failed: 0 } };
+  };
+  const tracker = new TrialTracker(api, "job");
+  const out = {};
+  const poll = async (name, status) => {
+    await tracker.refresh(job(status));
+    out[name] = calls.splice(0);
+  };
+  await poll("first", "running");
+  await poll("unchanged", "running");
+  for (let n = 990; n < 995; n += 1) stored[n].state = "complete";
+  await poll("five_finished", "running");
+  for (let n = 995; n < N; n += 1) stored[n].state = "complete";
+  await poll("all_finished", "finished");
+  for (let i = 0; i < 5; i += 1) await poll(`ended_${i}`, "finished");
+  out.held = tracker.trials.length;
+  out.complete = tracker.trials.filter((t) => t.state === "complete").length;
+  out.merged = ranges([1, 2, 3, 10, 11, 50, 51, 52, 100], 2);
+  return out;
+}
+"""
+
+
+def test_a_thousand_trial_job_stays_cheap_to_follow(browser: Any, site: Site) -> None:
+    """The trial tracker (tracker.js, in the browser) against a fake 1,000-trial job: the
+    first poll pages through all trials, later ones read only the trials still running,
+    and a finished job costs no trial read at all."""
+    context, page, probe = open_page(browser, site)
+    try:
+        page.goto(f"{site.url}/dashboard")
+        out = page.evaluate(TRACKER_SCRIPT)
+        assert out["first"] == [[-1, 500], [499, 500]]
+        assert out["unchanged"] == []
+        assert out["five_finished"] == [[989, 10]]  # the ten that were running
+        assert out["all_finished"] == [[994, 5]]  # the five still running
+        assert all(out[f"ended_{i}"] == [] for i in range(5))
+        assert out["held"] == out["complete"] == 1000
+        assert out["merged"] == [[1, 52], [100, 100]]
+        assert probe.errors() == []
+    finally:
+        context.close()

@@ -114,7 +114,12 @@ class Dashboard {
   route() {
     if (!this.api) return;
     const match = ROUTE.exec(window.location.hash);
-    const id = match ? decodeURIComponent(match[1]) : null;
+    let id = null;
+    try {
+      id = match ? decodeURIComponent(match[1]) : null;
+    } catch {
+      id = match[1]; // malformed %-escape: look it up as typed (the server says not found)
+    }
     if (this.selection?.id === id) return;
     this.deselect();
     this.jobList.select(id);
