@@ -167,7 +167,8 @@ class PopulationTrainer:
         # JAX settings that change the compiled program are part of the key, as they are of
         # jax.jit's own cache: a program compiled under TF32 matmuls must not serve a caller
         # that asked for `jax.default_matmul_precision("highest")`.
-        settings = (jax.config.jax_default_matmul_precision, jax.config.jax_enable_x64)
+        config: Any = jax.config  # flags are dynamic attributes, unknown to type checkers
+        settings = (config.jax_default_matmul_precision, config.jax_enable_x64)
         return self.cache.get((kind, *self._key, *settings), compile_now)
 
     # -- the population lifecycle ---------------------------------------------------------
