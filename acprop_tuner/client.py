@@ -25,18 +25,15 @@ appears in this module's reprs, log lines or exceptions.
 
 from __future__ import annotations
 
-import logging
 import os
-import random
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 
-from acprop_tuner import __version__
 from acprop_tuner._client_errors import (
     Conflict,
     Forbidden,
@@ -47,7 +44,6 @@ from acprop_tuner._client_errors import (
     Unauthorized,
     Unavailable,
     WaitTimeout,
-    error_from_response,
 )
 from acprop_tuner._client_models import (
     Budget,
@@ -59,6 +55,7 @@ from acprop_tuner._client_models import (
     Report,
     Trial,
 )
+from acprop_tuner._client_transport import Transport
 
 __all__ = [
     "TOKEN_ENV",
@@ -88,23 +85,6 @@ Sampler = Literal["tpe", "random", "gp", "cmaes", "qmc"]
 Pruner = Literal["none", "median", "successive-halving", "hyperband"]
 JobId = str | uuid.UUID
 
-logger = logging.getLogger(__name__)
-
-
-class _BearerAuth(httpx.Auth):
-    """Adds the API key to each request; holding it here (not in the client's default
-    headers) keeps it out of everything that reprs or logs the client."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        yield request
-
-    def __repr__(self) -> str:
-        return "_BearerAuth(<hidden>)"
-
 
 class TunerClient:
     """A synchronous client of one acprop-tuner server.
@@ -132,15 +112,15 @@ class TunerClient:
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, not {base_url!r}")
-        self.base_url = base_url.rstrip("/")
-        self.max_retries = max_retries
-        self.max_retry_wait_s = max_retry_wait_s
+        # Accept the API's own root too (a URL copied from /docs): the paths add /api/v1.
+        self.base_url = base_url.rstrip("/").removesuffix("/api/v1")
         token = token if token is not None else os.environ.get(TOKEN_ENV)
-        self._http = httpx.Client(
-            base_url=f"{self.base_url}/api/v1",
-            auth=_BearerAuth(token) if token else None,
+        self._transport = Transport(
+            self.base_url,
+            token,
             timeout=timeout,
-            headers={"User-Agent": f"acprop-tuner-client/{__version__}"},
+            max_retries=max_retries,
+            max_retry_wait_s=max_retry_wait_s,
             transport=transport,
         )
 
@@ -155,7 +135,7 @@ class TunerClient:
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._transport.close()
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -197,12 +177,12 @@ class TunerClient:
             body["budget"] = dict(budget)
         body.update(sampler=sampler, pruner=pruner, warm_start=warm_start)
         key = idempotency_key or str(uuid.uuid4())
-        data = self._json("POST", "/jobs", json=body, headers={"Idempotency-Key": key})
+        data = self._transport.json("POST", "/jobs", json=body, headers={"Idempotency-Key": key})
         return Job.from_json(data)
 
     def job(self, job_id: JobId) -> Job:
         """One job: its status, progress per trial state and best value so far."""
-        return Job.from_json(self._json("GET", _job_path(job_id)))
+        return Job.from_json(self._transport.json("GET", _job_path(job_id)))
 
     def jobs(self, status: str | None = None, *, page_size: int = 50) -> Iterator[Job]:
         """The caller's jobs, newest first (optionally only one status), fetched page by page."""
@@ -212,7 +192,7 @@ class TunerClient:
             params: dict[str, Any] = {"limit": page_size, "offset": offset}
             if status is not None:
                 params["status"] = status
-            page = self._json("GET", "/jobs", params=params)
+            page = self._transport.json("GET", "/jobs", params=params)
             for item in page["jobs"]:
                 job = Job.from_json(item)
                 # A job submitted meanwhile shifts the pages by one: skip the repeat.
@@ -234,7 +214,7 @@ class TunerClient:
         trials: list[Trial] = []
         cursor = -1 if after is None else after
         while True:
-            page = self._json(
+            page = self._transport.json(
                 "GET", f"{_job_path(job_id)}/trials", params={"after": cursor, "limit": page_size}
             )
             trials.extend(Trial.from_json(t) for t in page["trials"])
@@ -248,11 +228,11 @@ class TunerClient:
         Raises:
             Conflict: the job has already finished or failed.
         """
-        return Job.from_json(self._json("POST", f"{_job_path(job_id)}/cancel"))
+        return Job.from_json(self._transport.json("POST", f"{_job_path(job_id)}/cancel"))
 
     def delete(self, job_id: JobId) -> None:
         """Delete a job with its trials and its Optuna study."""
-        self._request("DELETE", _job_path(job_id), gone_after_retry_ok=True)
+        self._transport.request("DELETE", _job_path(job_id), gone_after_retry_ok=True)
 
     def recommendation(self, job_id: JobId, *, missing_ok: bool = True) -> Recommendation | None:
         """The job's recommended ACProp configuration, or None while there is none yet.
@@ -262,7 +242,7 @@ class TunerClient:
                 None; its ``detail`` says why there is none (e.g. too few finished trials).
         """
         try:
-            data = self._json("GET", f"{_job_path(job_id)}/recommendation")
+            data = self._transport.json("GET", f"{_job_path(job_id)}/recommendation")
         except Conflict:
             if missing_ok:
                 return None
@@ -308,74 +288,9 @@ class TunerClient:
                 )
             time.sleep(poll_s if remaining is None else min(poll_s, remaining))
 
-    # -- transport -------------------------------------------------------------------------
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._request(method, path, **kwargs)
-        try:
-            return response.json()
-        except ValueError:
-            raise TunerError(
-                response.status_code, "bad_response", f"{method} {path}: the answer is not JSON"
-            ) from None
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        headers: Mapping[str, str] | None = None,
-        gone_after_retry_ok: bool = False,
-    ) -> httpx.Response:
-        # Every call this client makes is safe to repeat (see the module docstring), so
-        # every call retries; a DELETE whose first try went through answers 404 on a retry.
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = self._http.request(
-                    method, path, params=params, json=json, headers=headers
-                )
-            except httpx.TransportError as exc:
-                error: TunerError = Unavailable(
-                    None, "unreachable", f"{method} {self.base_url}{path}: {type(exc).__name__}"
-                )
-            else:
-                if response.is_success:
-                    return response
-                if gone_after_retry_ok and attempt > 0 and response.status_code == 404:
-                    return response
-                error = _error(response)
-            delay = self._retry_delay(error, attempt)
-            if delay is None:
-                raise error
-            logger.info("%s %s: %s; retrying in %.1f s", method, path, error.error, delay)
-            time.sleep(delay)
-        raise AssertionError("unreachable")  # the last attempt returns or raises
-
-    def _retry_delay(self, error: TunerError, attempt: int) -> float | None:
-        """Seconds to wait before retrying after ``error``, or None to raise it."""
-        if attempt >= self.max_retries or not isinstance(error, RateLimited | Unavailable):
-            return None
-        if error.error == "quota_exceeded":
-            return None  # frees up only when a job ends, not within a retry's wait
-        backoff = min(8.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
-        delay = max(backoff, error.retry_after_s or 0.0)
-        return delay if delay <= self.max_retry_wait_s else None
-
 
 def _job_path(job_id: JobId) -> str:
     if not str(job_id):
         raise ValueError("a job id is needed")
     # Quoted, so an id read from user input cannot step outside /jobs/ (a bad one gets 404).
     return f"/jobs/{quote(str(job_id), safe='')}"
-
-
-def _error(response: httpx.Response) -> TunerError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    return error_from_response(
-        response.status_code, body, response.headers.get("Retry-After"), response.text
-    )
