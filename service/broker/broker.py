@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.broker import leasing, results
+from service.broker.fencing import HeldLease
 from service.broker.reaper import Reaper
 from service.broker.registry import MirrorRegistry, load_intermediate
 from service.broker.results import ReportIn, ResultIn
@@ -135,7 +136,7 @@ class Broker:
                 self._facts[job_id] = _JobFacts(steps, pruner != "none")
         return {j: self._facts[j] for j in job_ids if j in self._facts}
 
-    def _prune(self, session: Session, leases: Sequence[results.HeldLease]) -> list[str]:
+    def _prune(self, session: Session, leases: Sequence[HeldLease]) -> list[str]:
         intermediate = load_intermediate(session, [(le.trial_id, le.attempt) for le in leases])
         stop = []
         for job_id in {le.job_id for le in leases}:
