@@ -34,6 +34,7 @@ from acprop_tuner.client import (
     TunerError,
     Unauthorized,
     Unavailable,
+    WaitTimeout,
 )
 from service.app import create_app
 from service.db.models import KeyScope
@@ -88,16 +89,18 @@ def test_submit_returns_the_job_with_every_default(tuner: TunerClient) -> None:
 
 
 class LoseFirstAnswer(httpx.BaseTransport):
-    """Delivers each request to the server, but loses the answer to the first POST (as a
-    dropped connection would), so the client has to retry a request that went through."""
+    """Delivers each request to the server, but loses the answer to the first one of
+    `method` (as a dropped connection would), so the client has to retry a request that
+    went through."""
 
-    def __init__(self) -> None:
+    def __init__(self, method: str) -> None:
         self.inner = httpx.HTTPTransport()
+        self.method = method
         self.lost = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
-        if request.method == "POST" and not self.lost:
+        if request.method == self.method and not self.lost:
             self.lost += 1
             response.read()
             response.close()
@@ -109,7 +112,7 @@ class LoseFirstAnswer(httpx.BaseTransport):
 
 
 def test_a_retried_submission_returns_the_first_job(url: str, user: Key) -> None:
-    transport = LoseFirstAnswer()
+    transport = LoseFirstAnswer("POST")
     with TunerClient(url, token=user.secret, transport=transport) as client:
         job = client.submit("rosenbrock", budget=SMALL)
         assert transport.lost == 1
@@ -144,8 +147,10 @@ def test_trials_are_read_in_pages_and_incrementally(tuner: TunerClient) -> None:
     assert tuner.trials(job.id, after=trials[-1].number) == []
 
 
-def test_cancel_and_delete(tuner: TunerClient) -> None:
+def test_cancel_and_delete(url: str, tuner: TunerClient, user: Key) -> None:
     job = tuner.submit("rosenbrock", budget=SMALL)
+    with pytest.raises(WaitTimeout, match="still queued"):
+        tuner.wait(job.id, timeout=0.2, poll_s=0.05)
     cancelled = tuner.cancel(job.id)
     assert cancelled.status == "cancelled" and cancelled.done and cancelled.cancelled_at
     assert tuner.cancel(job.id).status == "cancelled"  # a no-op, as the service promises
@@ -154,6 +159,15 @@ def test_cancel_and_delete(tuner: TunerClient) -> None:
         tuner.job(job.id)
     with pytest.raises(NotFound):
         tuner.delete(job.id)
+
+    # A delete whose answer was lost is retried; the retry's 404 means it is done.
+    other = tuner.submit("rosenbrock", budget=SMALL)
+    transport = LoseFirstAnswer("DELETE")
+    with TunerClient(url, token=user.secret, transport=transport) as client:
+        client.delete(other.id)
+    assert transport.lost == 1
+    with pytest.raises(NotFound):
+        tuner.job(other.id)
 
 
 def test_recommendation_appears_once_trials_finish(
@@ -230,10 +244,11 @@ def test_each_error_class_from_real_answers(
     errors.append(bad.value)
 
     started = time.monotonic()
-    nowhere = TunerClient("http://127.0.0.1:9", token=user.secret, max_retries=0)
+    nowhere = TunerClient("http://127.0.0.1:9", token=user.secret, max_retries=1)
     with nowhere, pytest.raises(Unavailable) as down:
         nowhere.job(uuid.uuid4())
     assert down.value.status is None and time.monotonic() - started < 5
+    assert "unreachable; retrying" in caplog.text  # one retry, then the error
     errors.append(down.value)
 
     assert_secret_free(user.secret, tuner, *errors)
