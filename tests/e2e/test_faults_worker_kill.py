@@ -23,12 +23,12 @@ from tests.e2e.harness import Supervisor, wait_until
 from worker import journal
 
 N_TRIALS, N_KILLS, N_WORKERS = 30, 10, 3
-# Rosenbrock is tiny: a trial is mostly its 20 report round trips, long enough (a fraction of a
-# second) to be killed in the middle.
+# Rosenbrock is tiny: a trial is mostly its 40 report round trips, long enough (a fraction of a
+# second or more) to be killed in the middle, and the job outlasts the 10 kills.
 TASK = {"name": "rosenbrock", "options": {}}
 # A safe region (facts.md: eps_root 1e-8 removes the early blow-up), so trials train to the end.
 SPACE = {"learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}, "eps_root": {"value": 1e-8}}
-BUDGET = {"n_trials": N_TRIALS, "steps": 2000, "seeds": 1, "report_every": 100, "max_attempts": 5}
+BUDGET = {"n_trials": N_TRIALS, "steps": 4000, "seeds": 1, "report_every": 100, "max_attempts": 5}
 
 
 def pid_of(worker_id: str) -> int:
@@ -65,7 +65,7 @@ def test_kill_9_workers_holding_leases(make_stack) -> None:  # type: ignore[no-u
 
     with Supervisor(workers) as supervisor:
         while sum(effective()) < N_KILLS:
-            time.sleep(rng.uniform(0.05, 0.6))  # a random point in some trial's life
+            time.sleep(rng.uniform(0.05, 0.4))  # a random point in some trial's life
             with supervisor.locked():
                 alive = {w.pid: w for w in workers if w.alive()}
                 killed_trials = {t for t, _, _ in kills}
