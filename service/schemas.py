@@ -9,6 +9,8 @@ valid JSON): such values are rendered as ``null``.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import uuid
 from datetime import datetime
@@ -27,6 +29,13 @@ from pydantic_core import PydanticCustomError
 
 from optimizer.space import Fixed, Range, SearchSpace, SpaceError, validate_entry
 from optimizer.tasks import TaskOptionsError, validate_task_options
+
+
+@functools.cache
+def optional_package_available(name: str) -> bool:
+    """Whether an optional package can be imported here (found, not imported)."""
+    return importlib.util.find_spec(name) is not None
+
 
 JobStatusName = Literal["queued", "running", "finished", "cancelled", "failed"]
 TrialStateName = Literal["waiting", "running", "complete", "pruned", "diverged", "failed"]
@@ -174,6 +183,19 @@ class JobCreate(StrictModel):
     warm_start: bool = Field(
         True, description="begin with a log-spaced learning-rate sweep (see the recommendation)"
     )
+
+    @field_validator("sampler", mode="after")
+    @classmethod
+    def _sampler_available(cls, value: str) -> str:
+        # Optuna's GPSampler needs PyTorch, an optional extra of the server: refuse the job
+        # now with a reason rather than fail it after its first trials.
+        if value == "gp" and not optional_package_available("torch"):
+            raise PydanticCustomError(
+                "value_error",
+                "sampler 'gp' needs PyTorch on the server, which is not installed "
+                "(pip install 'acprop-tuner[gp]'); use 'tpe', 'random', 'cmaes' or 'qmc'",
+            )
+        return value
 
     def spec(self) -> dict[str, Any]:
         """The complete job with every default resolved, as stored in ``jobs.spec``."""
