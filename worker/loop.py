@@ -21,9 +21,19 @@ from worker.client import ClientError, ProtocolError, ServerUnavailable, WorkerC
 from worker.heartbeat import Heartbeat
 from worker.journal import Journal
 from worker.population import ChunkOutcome, PopulationPool, PopulationRun, lanes_of
-from worker.protocol import Lease, LeaseAnswer, Report, Result, finite_or_none
+from worker.protocol import (
+    CompleteAnswer,
+    Lease,
+    LeaseAnswer,
+    Report,
+    Result,
+    finite_or_none,
+)
 
 log = logging.getLogger(__name__)
+
+# A completion retries through up to this many client retry budgets (about 20 s each).
+COMPLETE_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -308,11 +318,8 @@ class WorkerLoop:
                 )
             )
         self._completing.update(r.token for r in results)
-        try:
-            answer = self.client.complete(results)
-        except ClientError as exc:
-            # The leases expire and the reaper retries the trials: slower, never wrong.
-            log.error("completion of %d trial(s) failed: %s", len(results), exc)
+        answer = self._send_completion(results)
+        if answer is None:
             return
         by_token = {lane.token: lane for lane in lanes}
         for token in answer.accepted:
@@ -326,6 +333,27 @@ class WorkerLoop:
                 pruned=by_token[token].ended == "pruned",
             )
         self._end_lost(lanes, answer.lost, time.monotonic(), via="complete 409")
+
+    def _send_completion(self, results: list[Result]) -> CompleteAnswer | None:
+        """Send the results; a finished trial is worth more than one retry budget, so while the
+        heartbeat still holds the leases, keep trying through a longer outage."""
+        for round_ in range(COMPLETE_ROUNDS):
+            try:
+                return self.client.complete(results)
+            except ServerUnavailable as exc:
+                lost = self.heartbeat.lost()
+                results = [r for r in results if r.token not in lost]
+                if not results or round_ + 1 == COMPLETE_ROUNDS:
+                    break
+                log.warning("completion not delivered yet (%s); trying again", exc)
+            except ProtocolError as exc:
+                log.error("completion of %d trial(s) refused: %s", len(results), exc)
+                return None
+        # The leases expire and the reaper retries the trials: slower, never wrong.
+        log.error(
+            "completion of %d trial(s) not delivered; leaving them to the reaper", len(results)
+        )
+        return None
 
     def _release(self, tokens: list[str]) -> None:
         if not tokens:

@@ -48,6 +48,7 @@ class FakeBroker:
         self.lock = threading.Lock()
         # Called (under the lock) after each accepted report, with the trial and the step.
         self.on_report: Callable[[FakeTrial, int], None] | None = None
+        self.unavailable_completes = 0  # answer this many `complete` calls with a 503
 
     # -- test controls ---------------------------------------------------------------------
 
@@ -71,6 +72,9 @@ class FakeBroker:
     def handle(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self.lock:
             self.calls.append((path, body))
+            if path == "/api/v1/leases/complete" and self.unavailable_completes > 0:
+                self.unavailable_completes -= 1
+                return 503, {"error": "unavailable", "detail": "database restarting"}
             if path == "/api/v1/leases":
                 return 200, self._lease(int(body["capacity"]))
             if path == "/api/v1/leases/heartbeat":

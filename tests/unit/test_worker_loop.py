@@ -171,3 +171,13 @@ def test_trials_it_cannot_train_are_left_to_expire_not_crashed_on() -> None:
     assert fb.calls_to("/api/v1/leases/complete") == []
     assert fb.calls_to("/api/v1/leases/release") == []
     assert loop.heartbeat.lost() == frozenset()
+
+
+def test_a_completion_rides_out_an_outage_longer_than_one_retry_budget() -> None:
+    fb = broker([SAFE, config(2e-3)])
+    fb.unavailable_completes = 3  # the client's budget here is 2 attempts per call
+    with serve(fb) as url:
+        loop = run_worker(url)
+    assert [t.state for t in fb.trials] == ["finished", "finished"]
+    assert len(fb.calls_to("/api/v1/leases/complete")) == 4
+    assert loop.stats.completed == 2
