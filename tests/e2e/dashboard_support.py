@@ -177,6 +177,12 @@ def enter_key(page: Any, key: str) -> None:
     page.get_by_role("button", name="Open").click()
 
 
+def poll_now(page: Any) -> None:
+    """Make the page poll at once rather than at its next 2 s tick, through its own path
+    for a tab that becomes visible again (the tests then wait less, not differently)."""
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+
+
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "") -> Any:
     deadline = time.monotonic() + timeout_s
     while True:

@@ -21,6 +21,7 @@ from tests.e2e.dashboard_support import (
     SyntheticWorker,
     enter_key,
     open_page,
+    poll_now,
     screenshot,
 )
 from tests.integration import conftest as databases
@@ -72,6 +73,7 @@ def test_job_followed_live_to_its_recommendation(browser: Any, site: Site) -> No
         # Trials finish while the page is open: it shows them at its next poll.
         scatter = page.locator("#scatter svg")
         done = worker.run(4)  # the sweep's lowest learning rates: nothing diverges
+        # (This first update comes from the page's own 2 s poll; later ones are nudged.)
         expect(finished).to_have_text(f"4 / {N_TRIALS}")
         expect(scatter.locator("circle.pt")).to_have_count(done["complete"])
         expect(scatter.locator(".div-mark")).to_have_count(0)
@@ -79,16 +81,19 @@ def test_job_followed_live_to_its_recommendation(browser: Any, site: Site) -> No
         # Trials in flight show as running, with the step they last reported.
         held = worker.lease(3)
         worker.report(held[:1], step=10)
+        poll_now(page)
         expect(page.locator('[data-count="running"]')).to_have_text("3")
         expect(page.locator(".running-now")).to_contain_text(
             f"#{held[0]['trial']['number']} at step 10"
         )
         screenshot(page, "dashboard-running-job.png")
         held_done = worker.complete(held)
+        poll_now(page)
         expect(page.locator('[data-count="running"]')).to_have_text("0")
         expect(finished).to_have_text(f"7 / {N_TRIALS}")
 
         more = worker.run(5)  # the rest of the sweep (5 diverge in all) and 2 sampled trials
+        poll_now(page)
         complete = done["complete"] + held_done["complete"] + more["complete"]
         diverged = done["diverged"] + held_done["diverged"] + more["diverged"]
         assert diverged >= 5
@@ -113,6 +118,7 @@ def test_job_followed_live_to_its_recommendation(browser: Any, site: Site) -> No
 
         # The rest of the job; the page ends on the final recommendation.
         worker.run(N_TRIALS)
+        poll_now(page)
         expect(finished).to_have_text(f"{N_TRIALS} / {N_TRIALS}")
         expect(page.locator(".job-heading .badge")).to_have_text("finished")
         expect(page.locator("#rec-panel .badge")).to_have_text("final")

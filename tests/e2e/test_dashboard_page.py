@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from service.db.models import KeyScope
 from tests.e2e import dashboard_support as support
-from tests.e2e.dashboard_support import Site, enter_key, open_page, screenshot
+from tests.e2e.dashboard_support import Site, enter_key, open_page, poll_now, screenshot
 from tests.integration import conftest as databases
 
 # Fixtures defined elsewhere, bound here so that pytest finds them for this module.
@@ -131,6 +131,7 @@ def test_bad_or_revoked_key_shows_the_prompt_with_the_reason(browser: Any, site:
         enter_key(page, user)
         expect(page.locator("#dashboard")).to_be_visible()
         site.revoke(key_id)  # the next poll is refused: back to the prompt, key forgotten
+        poll_now(page)
         expect(page.locator("#key-error")).to_contain_text("invalid or revoked API key")
         expect(page.locator("#dashboard")).to_be_hidden()
         assert page.evaluate("sessionStorage.getItem('acprop-tuner.key')") is None
@@ -176,11 +177,12 @@ def test_network_errors_show_a_banner_and_polling_goes_on(browser: Any, site: Si
         enter_key(page, user)
         expect(page.locator("#jobs-empty")).to_be_visible()
         page.route("**/api/v1/**", lambda route: route.abort("connectionrefused"))
+        poll_now(page)
         banner = page.locator("#banner")
         expect(banner).to_contain_text("Cannot reach the server")
         expect(page.locator("#dashboard")).to_be_visible()  # not blocking: the page stays
         job = site.submit(user, name="after-the-outage", budget={"n_trials": 6, "steps": 10})
-        page.unroute("**/api/v1/**")
+        page.unroute("**/api/v1/**")  # no nudge: the page's own retry must bring it back
         expect(banner).to_be_hidden()
         expect(page.locator(f'a[data-job-id="{job["id"]}"]')).to_contain_text("after-the-outage")
         assert probe.failed, "the aborted requests should have been seen as failed"
