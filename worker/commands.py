@@ -44,6 +44,27 @@ def pin_device(device: str) -> None:
     os.environ["JAX_PLATFORMS"] = "cuda"
 
 
+def check_device(device: str) -> str | None:
+    """With `gpu:N`, make sure JAX sees that GPU now, at start-up, rather than failing at the
+    first lease (or never, on an idle server). Returns a problem, or None."""
+    if device == "cpu":
+        return None
+    try:
+        import jax
+
+        devices = jax.devices()
+    # Any failure here means the same thing (no such GPU, no CUDA build of jaxlib; the CPU
+    # build even fails an internal assertion when asked for "cuda").
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (
+            f"--device {device}: JAX cannot use that GPU ({first_line}); check the index "
+            "against `nvidia-smi -L` and that the CUDA build of jax is installed"
+        )
+    log.info("device %s: %s", device, ", ".join(str(d) for d in devices))
+    return None
+
+
 def _validate(args: argparse.Namespace) -> str | None:
     if args.capacity < 1:
         return "--capacity must be >= 1"
@@ -75,6 +96,10 @@ def worker(args: argparse.Namespace) -> int:
         pin_device(args.device)
     except DeviceError as exc:
         print(f"acprop-tuner worker: {exc}", file=sys.stderr)
+        return 2
+    device_problem = check_device(args.device)
+    if device_problem is not None:
+        print(f"acprop-tuner worker: {device_problem}", file=sys.stderr)
         return 2
 
     stop = threading.Event()

@@ -55,6 +55,8 @@ def test_device_is_pinned_before_jax_starts(
     [
         (["--device", "tpu:0"], "--device must be 'cpu' or 'gpu:N'"),
         (["--capacity", "0"], "--capacity must be >= 1"),
+        # No machine has a GPU 99: the worker says so at start-up, not at its first lease.
+        (["--device", "gpu:99"], "JAX cannot use that GPU"),
         ([], "a worker key is required"),
     ],
 )
