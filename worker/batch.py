@@ -35,7 +35,6 @@ class Lane:
     index: int
     ended: str | None = None  # None while training; "pruned", "diverged" or "lost"
     ended_at: float | None = None
-    trained_steps: int = 0
     frozen: bool = False  # frozen in the trainer by us (pruned or lost)
 
     @property
@@ -135,7 +134,6 @@ class PopulationBatch:
         for lane in lanes:
             if lane.ended is not None:
                 continue
-            lane.trained_steps = chunk.step
             if chunk.all_diverged[lane.index]:
                 # Nothing left to learn from it: no more reports; its result goes in `complete`.
                 lane.ended, lane.ended_at = "diverged", now
