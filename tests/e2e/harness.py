@@ -9,7 +9,6 @@ systemd or Kubernetes would). Everything runs through the real command line.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -166,7 +165,6 @@ class WorkerProcess:
         self.log_dir = log_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        self.kills = 0
 
     def start(self) -> None:
         self.starts += 1
@@ -186,8 +184,6 @@ class WorkerProcess:
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
-        if sig == signal.SIGKILL:
-            self.kills += 1
         self.proc.send_signal(sig)
 
     def wait(self, timeout_s: float) -> int:
@@ -257,11 +253,3 @@ def worker_env(base: Mapping[str, str], token: str, cache_dir: Path) -> dict[str
     env["OMP_NUM_THREADS"] = "1"
     env.pop("ACPROP_TUNER_DATABASE_URL", None)  # workers never get database credentials
     return env
-
-
-def pause(proc: WorkerProcess) -> None:
-    os.kill(proc.pid, signal.SIGSTOP)
-
-
-def resume(proc: WorkerProcess) -> None:
-    os.kill(proc.pid, signal.SIGCONT)
