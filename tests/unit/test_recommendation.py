@@ -110,6 +110,13 @@ def test_learning_rate_only(noise: float, seed: int, lr_star: float, edge: float
     assert lo <= rec.learning_rate <= hi <= rec.divergence_lr / rec.margin * (1 + 1e-9)
 
 
+def test_without_any_divergence_there_is_no_edge() -> None:
+    rec = recommend(make_trials(0.03, math.log10(3e-3), edge=10.0, seed=7), status="final")
+    assert rec.divergence_lr is None and rec.evidence.n_seeds_diverged == 0
+    assert log_error(rec.learning_rate, math.log10(3e-3)) <= TOLERANCE
+    assert rec.to_dict()["divergence_lr"] is None
+
+
 def test_noise_free_optimum_is_found_to_a_few_percent() -> None:
     rec = recommend(make_trials(0.0, math.log10(3e-3), edge=3e-2), status="final")
     assert abs(rec.learning_rate / 3e-3 - 1.0) <= 0.05  # 2 significant digits of rounding
