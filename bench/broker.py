@@ -163,7 +163,7 @@ def _round(broker: Any, tenant_id: uuid.UUID, k: int, rng: random.Random) -> dic
 
 
 def _random_configs(n: int, rng: random.Random) -> list[dict[str, float]]:
-    from service.broker.sampling import search_space
+    from optimizer.sampling import search_space
 
     space = search_space({"space": SPACE})
     configs = []
@@ -250,7 +250,7 @@ def _bench_broker(url: str, profile: bool) -> dict[str, Any]:
 
 def _tpe_ask_ms(rng: random.Random) -> float:
     """TPE's own cost per ask at the study size, in memory (no storage round trips)."""
-    from service.broker.sampling import search_space
+    from optimizer.sampling import search_space
 
     dists = search_space({"space": SPACE}).distributions
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
@@ -431,7 +431,7 @@ def _bench_throughput(base: str, url: str) -> dict[str, Any]:
 
 
 def _bench_optuna_rdb(url: str, rng: random.Random) -> dict[str, Any]:
-    from service.broker.sampling import search_space
+    from optimizer.sampling import search_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = search_space({"space": SPACE}).distributions

@@ -12,7 +12,7 @@ job's row lock, so every lease decision sees all finished trials of every proces
 
 Outcomes as the sampler sees them:
   complete -> COMPLETE with its value
-  diverged -> COMPLETE with a finite penalty worse than every finished loss (penalty.py)
+  diverged -> COMPLETE with a finite penalty worse than every finished loss (optimizer/trial_outcome.py)
   pruned   -> PRUNED with its intermediate losses (TPE ranks it by how far it got)
   failed   -> FAIL (ignored by the samplers)
 """
@@ -29,8 +29,8 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.storages import InMemoryStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from service.broker.penalty import divergence_penalty
-from service.broker.sampling import SearchSpace
+from optimizer.sampling import StudySpace
+from optimizer.trial_outcome import divergence_penalty
 
 __all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "AskedTrial", "StudyMirror", "TrialSnapshot"]
 
@@ -77,7 +77,7 @@ class StudyMirror:
 
     def __init__(
         self,
-        space: SearchSpace,
+        space: StudySpace,
         sampler: optuna.samplers.BaseSampler,
         pruner: optuna.pruners.BasePruner,
         *,

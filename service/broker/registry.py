@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from optimizer.sampling import build_pruner, build_sampler, search_space
+from optimizer.trial_outcome import finite_mean
 from service.broker.mirror import TERMINAL_STATES, StudyMirror, TrialSnapshot
-from service.broker.penalty import finite_mean
-from service.broker.sampling import build_pruner, build_sampler, search_space
 from service.db.models import Job, Trial, TrialReport
 
 __all__ = ["MirrorRegistry", "load_intermediate"]

@@ -18,8 +18,8 @@ from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from optimizer.trial_outcome import judge_outcome
 from service.broker.fencing import EndReason, HeldLease, LeasesLost, load_leases
-from service.broker.penalty import judge_outcome
 from service.db.models import Job, JobStatus, Lease, Trial, TrialReport, TrialState
 
 __all__ = [

@@ -36,10 +36,10 @@ from optuna.trial import TrialState as OptunaState
 from sqlalchemy import Row, literal_column, select, update
 from sqlalchemy.orm import Session
 
+from optimizer.sampling import search_space
 from service.broker import optuna_bulk
 from service.broker.registry import load_intermediate
 from service.broker.results import maybe_finish_jobs
-from service.broker.sampling import search_space
 from service.db.models import Job, Trial, TrialState, utcnow
 
 __all__ = ["TRIAL_ID_ATTR", "write_finished"]

@@ -8,9 +8,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from optimizer.sampling import build_pruner, build_sampler, search_space
+from optimizer.trial_outcome import divergence_penalty, judge_outcome
 from service.broker.mirror import StudyMirror, TrialSnapshot
-from service.broker.penalty import divergence_penalty, judge_outcome
-from service.broker.sampling import build_pruner, build_sampler, search_space
 from service.broker.tokens import hash_token, new_token
 
 SPEC = {

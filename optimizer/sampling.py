@@ -1,5 +1,9 @@
-"""From a job's spec to Optuna objects: the search distributions, the fixed settings, the
-sampler and the pruner that the job's mirror study runs with.
+"""The sampling policy of a job: from its spec to Optuna objects (the search distributions,
+the fixed settings, the sampler and the pruner).
+
+The service's study mirror (`service/broker/mirror.py`) and the quality benchmark
+(`bench/recommendation.py`) both build their samplers here, so the benchmark measures the
+policy the service runs. Jax-free, and free of the web and the database.
 
 The spec is the JSON the jobs API stored after validating it (issue #3): `space` maps each
 ACProp hyperparameter to `{"value": x}` (fixed) or `{"low", "high", "log"}` (searched);
@@ -18,11 +22,11 @@ from optuna.distributions import BaseDistribution
 from optimizer.space import HYPERPARAMETERS
 from optimizer.space import SearchSpace as OptimizerSpace
 
-__all__ = ["SearchSpace", "build_pruner", "build_sampler", "search_space"]
+__all__ = ["StudySpace", "build_pruner", "build_sampler", "search_space"]
 
 
 @dataclass(frozen=True, slots=True)
-class SearchSpace:
+class StudySpace:
     """The searched hyperparameters (as Optuna distributions) and the fixed ones."""
 
     distributions: dict[str, BaseDistribution]
@@ -35,10 +39,10 @@ class SearchSpace:
         return {k: config[k] for k in HYPERPARAMETERS if k in config}
 
 
-def search_space(spec: Mapping[str, Any]) -> SearchSpace:
+def search_space(spec: Mapping[str, Any]) -> StudySpace:
     """Read the search space of a job spec (entries left out take optimizer.space defaults)."""
     space = OptimizerSpace.from_dict(spec.get("space") or {})
-    return SearchSpace(space.distributions(), space.fixed)
+    return StudySpace(space.distributions(), space.fixed)
 
 
 def build_sampler(spec: Mapping[str, Any]) -> optuna.samplers.BaseSampler:

@@ -2,7 +2,8 @@
 
 A worker reports per-seed losses; this module turns them into one outcome per trial
 (`complete` with a finite value, or `diverged` with its step and last finite loss) and decides
-the finite penalty a diverged trial is told to the mirror sampler with.
+the finite penalty a diverged trial is told to the sampler with (the service's study mirror
+and the quality benchmark use the same rules). Pure Python.
 
 Why a penalty and not `inf`: Optuna stores `+inf` as a COMPLETE value and lets a single `-inf`
 become the best trial (see facts.md), and NaN makes a trial FAIL, which TPE ignores, so the
