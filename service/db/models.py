@@ -222,7 +222,11 @@ class Trial(Base):
     final_losses: Mapped[list[float | None] | None] = mapped_column(JSON)
     validation_losses: Mapped[list[float | None] | None] = mapped_column(JSON)
     last_finite_loss: Mapped[float | None] = mapped_column(Float)
+    # The first step any seed diverged at (null: none did).
     diverged_at_step: Mapped[int | None] = mapped_column(Integer)
+    # Per seed, the step it diverged at or null; null as a whole for rows finished before
+    # revision 0003 (and for trials that never completed).
+    seeds_diverged_at: Mapped[list[int | None] | None] = mapped_column(JSON)
     wall_s: Mapped[float | None] = mapped_column(Float)
     compile_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -40,6 +40,8 @@ OUR_TABLES = {
     "acprop_leases",
     "acprop_trial_reports",
 }
+TENANT_ID = "00000000-0000-4000-8000-000000000001"
+JOB_ID = "00000000-0000-4000-8000-000000000002"
 
 
 @pytest.fixture
@@ -157,3 +159,95 @@ def test_server_refuses_a_database_not_at_head(empty_url: str, tmp_path: Path) -
     app = create_app(make_settings(empty_url, tmp_path))
     with TestClient(app) as client:
         assert client.get("/readyz").status_code == 200
+
+
+def _schema(url: str) -> dict[str, Any]:
+    """Our tables' columns, indexes (with their partial-index predicates), unique and check
+    constraints and foreign keys, comparable with ==."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            insp = inspect(conn)
+            out: dict[str, Any] = {}
+            for table in sorted(t for t in insp.get_table_names() if t in OUR_TABLES):
+                out[table] = {
+                    "columns": [
+                        (c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(table)
+                    ],
+                    "indexes": sorted(
+                        (
+                            i["name"],
+                            tuple(i["column_names"]),
+                            bool(i["unique"]),
+                            tuple(
+                                sorted(
+                                    (k, str(v)) for k, v in (i.get("dialect_options") or {}).items()
+                                )
+                            ),
+                        )
+                        for i in insp.get_indexes(table)
+                    ),
+                    "unique": sorted(
+                        (u["name"], tuple(u["column_names"]))
+                        for u in insp.get_unique_constraints(table)
+                    ),
+                    "checks": sorted(
+                        (c["name"], c["sqltext"]) for c in insp.get_check_constraints(table)
+                    ),
+                    "foreign_keys": sorted(
+                        (f["name"], tuple(f["constrained_columns"]), f["referred_table"])
+                        for f in insp.get_foreign_keys(table)
+                    ),
+                }
+            return out
+    finally:
+        engine.dispose()
+
+
+def test_0003_adds_per_seed_divergence_and_steps_back_cleanly(empty_url: str) -> None:
+    upgrade(empty_url, "0002")
+    before = _schema(empty_url)
+    assert "seeds_diverged_at" not in [c[0] for c in before["acprop_trials"]["columns"]]
+    engine = create_engine(empty_url)
+    try:
+        with engine.begin() as conn:  # a trial finished before 0003
+            conn.execute(
+                text(
+                    "INSERT INTO acprop_tenants (id, name, created_at) "
+                    "VALUES (:id, 't', CURRENT_TIMESTAMP)"
+                ),
+                {"id": TENANT_ID},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO acprop_jobs (id, tenant_id, name, spec, status, n_trials, steps, "
+                    "seeds, report_every, max_attempts, study_name, created_at) VALUES (:id, "
+                    ":tenant, 'j', '{}', 'running', 1, 10, 2, 5, 3, 's', CURRENT_TIMESTAMP)"
+                ),
+                {"id": JOB_ID, "tenant": TENANT_ID},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO acprop_trials (job_id, number, params, source, state, attempt, "
+                    "diverged_at_step, created_at) VALUES (:job, 0, '{}', 'sampler', "
+                    "'diverged', 1, 4, CURRENT_TIMESTAMP)"
+                ),
+                {"job": JOB_ID},
+            )
+        upgrade(empty_url)
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT state, diverged_at_step, seeds_diverged_at FROM acprop_trials")
+            ).one()
+        assert tuple(row) == ("diverged", 4, None)  # old rows keep the column empty
+        assert "seeds_diverged_at" in [c[0] for c in _schema(empty_url)["acprop_trials"]["columns"]]
+
+        downgrade(empty_url, "0002")
+        # The step back restores 0002's schema exactly (on SQLite the table is rebuilt, which
+        # must keep the partial indexes partial) and keeps the rows.
+        assert _schema(empty_url) == before
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT state, diverged_at_step FROM acprop_trials")).one()
+        assert tuple(row) == ("diverged", 4)
+    finally:
+        engine.dispose()
