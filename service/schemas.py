@@ -313,7 +313,14 @@ class TrialOut(OutModel):
     params: dict[str, float | None]
     value: float | None
     intermediate: list[IntermediateOut]
-    diverged_at_step: int | None
+    diverged_at_step: int | None = Field(
+        description="the first step any seed diverged at; null when no seed diverged"
+    )
+    seeds_diverged_at: list[int | None] | None = Field(
+        description="per seed (in the order of `final_losses`), the step it diverged at, or "
+        "null where it did not diverge; null as a whole for a trial not finished by a worker, "
+        "or finished before the server recorded divergence per seed"
+    )
     last_finite_loss: float | None
     final_losses: list[float | None] | None
     validation_losses: list[float | None] | None

@@ -80,6 +80,7 @@ def trial_out(view: jobs.TrialView) -> TrialOut:
         value=t.value,
         intermediate=[IntermediateOut(step=s, losses=losses) for s, losses in view.intermediate],
         diverged_at_step=t.diverged_at_step,
+        seeds_diverged_at=t.seeds_diverged_at,
         last_finite_loss=t.last_finite_loss,
         final_losses=t.final_losses,
         validation_losses=t.validation_losses,

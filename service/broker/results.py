@@ -9,10 +9,12 @@ the first time did. A cancelled job's leases end at the next heartbeat or report
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.dialects import sqlite
@@ -31,6 +33,7 @@ __all__ = [
     "maybe_finish_jobs",
     "record_reports",
     "release",
+    "seeds_diverged_at",
 ]
 
 
@@ -170,12 +173,13 @@ def complete(
     updates = []
     for token, r in fresh.items():
         lease = leases[token]
+        job_steps = steps.get(lease.job_id, 0)
         outcome = judge_outcome(
             final_losses=r.final_losses,
             validation_losses=r.validation_losses,
             last_finite_losses=r.last_finite_losses,
             diverged_at_step=r.diverged_at_step,
-            steps=steps.get(lease.job_id, 0),
+            steps=job_steps,
         )
         state = outcome.state
         if r.pruned and state == "complete":
@@ -189,6 +193,7 @@ def complete(
                 "validation_losses": list(r.validation_losses or []),
                 "last_finite_loss": outcome.last_finite_loss,
                 "diverged_at_step": outcome.diverged_at_step,
+                "seeds_diverged_at": seeds_diverged_at(r, job_steps),
                 "wall_s": r.wall_s,
                 "compile_s": r.compile_s,
                 "finished_at": now,
@@ -199,6 +204,26 @@ def complete(
         _end(session, [leases[t].lease_id for t in fresh], EndReason.COMPLETED, now)
     session.commit()
     return list(dict.fromkeys(tokens)), [leases[t].trial_id for t in fresh]
+
+
+def seeds_diverged_at(result: ResultIn, steps: int) -> list[int | None]:
+    """Per seed, the step it diverged at, or None where it did not diverge.
+
+    The worker's flag where it sent one; a seed with a missing or non-finite final loss that
+    the worker did not flag diverged at the last step, as `judge_outcome` counts it. So the
+    list has a step exactly where the judged trial saw a diverged seed: a trial is `diverged`
+    if and only if some entry is not None. It has one entry per final loss (or per flag, if a
+    worker sent more flags than losses).
+    """
+    flagged = list(result.diverged_at_step or [])
+    out: list[int | None] = []
+    for i in range(max(len(result.final_losses), len(flagged))):
+        step = flagged[i] if i < len(flagged) else None
+        loss = result.final_losses[i] if i < len(result.final_losses) else 0.0
+        if step is None and (loss is None or not math.isfinite(loss)):
+            step = steps
+        out.append(None if step is None else int(step))
+    return out
 
 
 def release(session: Session, tokens: Sequence[str], *, now: datetime) -> list[str]:
@@ -224,7 +249,7 @@ def release(session: Session, tokens: Sequence[str], *, now: datetime) -> list[s
     return list(dict.fromkeys(tokens))
 
 
-def maybe_finish_jobs(session: Session, job_ids: set, now: datetime) -> None:
+def maybe_finish_jobs(session: Session, job_ids: set[uuid.UUID], now: datetime) -> None:
     """Mark active jobs finished once n_trials of their trials are finished *and* written
     into the job's Optuna study, so a finished job's study is complete. Called by the Optuna
     writer (study_sink.py) after each write; it locks the jobs' rows, so of two concurrent
@@ -275,7 +300,7 @@ _INSERT_REPORTS_PG = text(
 )
 
 
-def _insert_reports(session: Session, rows: list[dict]) -> None:
+def _insert_reports(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert reports, ignoring those already stored (a repeated call)."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":

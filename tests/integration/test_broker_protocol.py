@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import math
 import random
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from service.app import create_app
+from service.db.models import Trial
 from service.settings import Settings
 from tests.integration.broker_support import Api, db_state, job_body, result
 from tests.integration.conftest import make_settings
@@ -253,6 +256,55 @@ def test_non_finite_losses_are_never_stored_as_complete_values(app: Any) -> None
     assert api.post("/leases/heartbeat", {"tokens": tokens}).status_code == 200
 
 
+def test_per_seed_divergence_is_stored_and_shown_in_the_trials_api(app: Any) -> None:
+    api = Api(app)
+    job = api.submit(n_trials=3, steps=20, report_every=10)
+    leases = sorted(api.lease(3), key=lambda le: le["trial"]["number"])
+    tokens = [le["token"] for le in leases]
+    results = [
+        # 1 of 2 seeds diverged, flagged by the worker at step 7.
+        result(
+            tokens[0],
+            final_losses=[0.4, None],
+            validation_losses=[0.4, None],
+            diverged_at_step=[None, 7],
+            last_finite_losses=[0.4, 2.0],
+        ),
+        # 1 of 2 seeds non-finite but not flagged: the server counts it at the last step.
+        result(tokens[1], final_losses=[0.5, float("nan")]),
+        result(tokens[2], 0.3),
+    ]
+    r = api.post("/leases/complete", {"results": results})
+    assert r.status_code == 200, r.text
+
+    expected = [
+        ("diverged", 7, [None, 7]),
+        ("diverged", 20, [None, 20]),
+        ("complete", None, [None, None]),
+    ]
+    with app.state.session_factory() as s:
+        rows = s.execute(
+            select(Trial.state, Trial.diverged_at_step, Trial.seeds_diverged_at)
+            .where(Trial.job_id == uuid.UUID(job["id"]))
+            .order_by(Trial.number)
+        ).all()
+    assert [tuple(row) for row in rows] == expected
+
+    headers = {"Authorization": f"Bearer {api.user_key}"}
+    r = api.client.get(f"/api/v1/jobs/{job['id']}/trials", headers=headers)
+    assert r.status_code == 200, r.text
+    shown = [
+        (t["state"], t["diverged_at_step"], t["seeds_diverged_at"]) for t in r.json()["trials"]
+    ]
+    assert shown == expected
+
+    # A repeated completion answers the same and leaves the per-seed steps as they were.
+    r = api.post("/leases/complete", {"results": results})
+    assert r.status_code == 200, r.text
+    again = api.client.get(f"/api/v1/jobs/{job['id']}/trials", headers=headers).json()["trials"]
+    assert [t["seeds_diverged_at"] for t in again] == [e[2] for e in expected]
+
+
 # -- release and cancel --------------------------------------------------------------------
 
 
@@ -317,7 +369,6 @@ def test_gp_without_torch_is_refused_at_submission(app: Any, monkeypatch: Any) -
     r = api.post("/jobs", {**job_body(n_trials=30), "sampler": "gp"}, key=api.user_key)
     assert r.status_code == 422, r.text
     assert "sampler" in r.text and "PyTorch" in r.text
-
 
 
 def test_the_jobs_pruner_stops_a_bad_trial_through_report(app: Any) -> None:
