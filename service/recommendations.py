@@ -3,8 +3,10 @@ recommendation math of :mod:`optimizer.recommendation` (numpy/scipy, no jax).
 
 Which trials count: `complete` trials give a loss per seed (the validation loss where the
 worker measured it, else the final training loss); `diverged` trials give the divergence
-evidence. Pruned trials stopped early, so their losses are not comparable with finished ones,
-and failed trials carry nothing: both are left out.
+evidence, seed by seed (`seeds_diverged_at`: a seed that did not diverge counts as a safe
+seed for the divergence edge; rows from before that column count every seed as diverged).
+Pruned trials stopped early, so their losses are not comparable with finished ones, and
+failed trials carry nothing: both are left out.
 
 The answer is `provisional` while the job runs and `final` once it has ended. Fitting is cheap
 at the sizes a job has, but a busy dashboard polls; answers are cached per (job, finished
@@ -41,14 +43,27 @@ def _outcome(trial: Trial) -> TrialOutcome:
         losses = list(trial.final_losses or [])
     if not losses:
         losses = [trial.value] if trial.value is not None else [None]
-    # The trial row keeps the first step any seed diverged at, not which seeds: a diverged
-    # trial counts every seed as diverged, which errs on the safe side of the edge.
     return TrialOutcome(
         number=trial.number,
         params={k: float(v) for k, v in trial.params.items()},
         losses=tuple(losses),
-        diverged=(diverged,) * len(losses),
+        diverged=_seed_flags(trial, diverged, len(losses)),
     )
+
+
+def _seed_flags(trial: Trial, diverged: bool, n_seeds: int) -> tuple[bool, ...]:
+    """Which seeds diverged: from the per-seed steps where the row has them (one per seed,
+    and at least one step for a diverged trial). A row without them (finished before
+    revision 0003) keeps only the first step any seed diverged at, so every seed of a
+    diverged trial counts as diverged, which errs on the safe side of the edge."""
+    per_seed = trial.seeds_diverged_at
+    if (
+        per_seed is not None
+        and len(per_seed) == n_seeds
+        and any(step is not None for step in per_seed) == diverged
+    ):
+        return tuple(step is not None for step in per_seed)
+    return (diverged,) * n_seeds
 
 
 def _compute(trials: list[Trial], job: Job, status: str) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 from optimizer.space import SearchSpace
 from optimizer.warm_start import warm_start_configs
-from service.db.models import KeyScope
+from service.db.models import KeyScope, Trial
+from service.recommendations import _outcome
 from tests.integration.conftest import KeyFactory
 
 BEST_LR = 3e-3  # the loss minimum of the synthetic problem
@@ -33,8 +34,12 @@ def synthetic_losses(config: dict[str, float], seeds: list[int]) -> tuple[list[f
     return losses, diverged
 
 
-def run_trials(client: TestClient, worker: dict[str, str], limit: int) -> list[dict[str, Any]]:
-    """Lease, report and complete up to `limit` trials; returns the leased trials."""
+def run_trials(
+    client: TestClient, worker: dict[str, str], limit: int, *, only_last_seed_diverges: bool = False
+) -> list[dict[str, Any]]:
+    """Lease, report and complete up to `limit` trials; returns the leased trials. Past the
+    edge every seed diverges, or with `only_last_seed_diverges` only the last one does (its
+    final loss then null, as a worker sends a non-finite one)."""
     done: list[dict[str, Any]] = []
     while len(done) < limit:
         r = client.post(
@@ -50,13 +55,18 @@ def run_trials(client: TestClient, worker: dict[str, str], limit: int) -> list[d
         for lease in leases:
             trial = lease["trial"]
             losses, diverged = synthetic_losses(trial["config"], trial["seeds"])
+            flags = [diverged] * len(losses)
+            final: list[float | None] = list(losses)
+            if only_last_seed_diverges:
+                flags = [diverged and i == len(losses) - 1 for i in range(len(losses))]
+                final = [None if f else v for v, f in zip(losses, flags, strict=True)]
             results.append(
                 {
                     "token": lease["token"],
-                    "final_losses": losses,
-                    "validation_losses": losses,
+                    "final_losses": final,
+                    "validation_losses": final,
                     "last_finite_losses": losses,
-                    "diverged_at_step": [3 if diverged else None for _ in losses],
+                    "diverged_at_step": [3 if f else None for f in flags],
                     "pruned": False,
                     "wall_s": 0.1,
                     "compile_s": 0.0,
@@ -135,3 +145,63 @@ def test_warm_start_can_be_switched_off(client: TestClient, make_key: KeyFactory
     job_id = client.post("/api/v1/jobs", json=body, headers=user.headers).json()["id"]
     trials = client.get(f"/api/v1/jobs/{job_id}/trials", headers=user.headers).json()["trials"]
     assert trials == []
+
+
+def test_per_seed_divergence_reaches_the_recommendation(
+    client: TestClient, make_key: KeyFactory
+) -> None:
+    """Past the edge only one of two seeds diverges: the recommendation counts one diverged
+    seed per diverged trial, not two."""
+    user = make_key()
+    worker = make_key(tenant=user.tenant, scope=KeyScope.WORKER).headers
+    body = {
+        "task": {"name": "rosenbrock"},
+        "budget": {"n_trials": 24, "steps": 20, "seeds": 2, "report_every": 5},
+        "sampler": "random",
+    }
+    r = client.post("/api/v1/jobs", json=body, headers=user.headers)
+    assert r.status_code == 201, r.text
+    url = f"/api/v1/jobs/{r.json()['id']}"
+    run_trials(client, worker, 100, only_last_seed_diverges=True)
+
+    trials = client.get(f"{url}/trials?limit=100", headers=user.headers).json()["trials"]
+    diverged = [t for t in trials if t["state"] == "diverged"]
+    assert diverged and len(diverged) < len(trials)
+    assert {tuple(t["seeds_diverged_at"]) for t in diverged} == {(None, 3)}
+    r = client.get(f"{url}/recommendation", headers=user.headers)
+    assert r.status_code == 200, r.text
+    evidence = r.json()["evidence"]
+    assert evidence["n_trials_diverged"] == len(diverged)
+    assert evidence["n_seeds_diverged"] == len(diverged)
+
+
+def _trial(state: str, seeds_diverged_at: list[int | None] | None, **kw: Any) -> Trial:
+    return Trial(
+        number=kw.pop("number", 0),
+        params={"learning_rate": 1e-2},
+        state=state,
+        diverged_at_step=kw.pop("diverged_at_step", None),
+        seeds_diverged_at=seeds_diverged_at,
+        final_losses=kw.pop("final_losses", [0.4, None]),
+        validation_losses=kw.pop("validation_losses", None),
+        value=None,
+    )
+
+
+def test_outcome_takes_per_seed_flags_and_keeps_the_old_rule_without_them() -> None:
+    # 1 of 2 seeds diverged: the other seed's finite loss stays a non-diverged seed.
+    one = _outcome(_trial("diverged", [None, 7], diverged_at_step=7))
+    assert one.losses == (0.4, None) and one.diverged == (False, True)
+    assert one.seed_states() == ([0.4], 1, 0)
+    assert _outcome(_trial("diverged", [5, 7], diverged_at_step=5)).diverged == (True, True)
+    # A row from before per-seed storage: every seed of a diverged trial counts as diverged.
+    old = _outcome(_trial("diverged", None, diverged_at_step=7))
+    assert old.diverged == (True, True) and old.seed_states() == ([], 2, 0)
+    # Per-seed steps that do not fit the row (another seed count, or no step although the
+    # trial diverged) are not trusted either.
+    assert _outcome(_trial("diverged", [None, 7, None])).diverged == (True, True)
+    assert _outcome(_trial("diverged", [None, None])).diverged == (True, True)
+    # A complete trial: no seed diverged, with or without per-seed steps.
+    for per_seed in ([None, None], None):
+        done = _outcome(_trial("complete", per_seed, final_losses=[0.4, 0.5]))
+        assert done.diverged == (False, False)
