@@ -1,9 +1,9 @@
 """Tuning jobs: the use cases behind the jobs API, each owning its transaction.
 
 Owns submission (quotas, idempotency, the job's Optuna study), reading jobs with their
-progress and trials, cancelling, deleting, and the job status machine that the broker
-(issue #4) drives: ``queued -> running`` when a trial is first leased, then ``finished``,
-``cancelled`` or ``failed``. Every query is scoped by tenant: another tenant's job is
+progress and trials, cancelling and deleting. Job status changes, here and in the broker,
+go through :func:`service.job_status.transition` (re-exported here): ``queued -> running``
+when a trial is first leased, then ``finished``, ``cancelled`` or ``failed``. Every query is scoped by tenant: another tenant's job is
 indistinguishable from one that does not exist (404).
 
 Optuna is never called while one of our write transactions is open: on SQLite the two
@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 from optimizer.space import SearchSpace
 from optimizer.warm_start import warm_start_configs
 from service.broker.leasing import enqueue_trials
-from service.db.models import Job, JobStatus, Tenant, Trial, TrialReport, TrialState, utcnow
+from service.db.models import Job, JobStatus, Tenant, Trial, TrialReport, TrialState
 from service.errors import Conflict, NotFound, QuotaExceeded
+from service.job_status import transition
 from service.keys import Principal
 from service.recommendations import job_recommendation
 from service.schemas import JobCreate
@@ -32,15 +33,6 @@ from service.settings import Settings
 from service.studies import Studies, study_name
 
 logger = logging.getLogger(__name__)
-
-# Allowed status changes; anything else is a 409.
-_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
-    JobStatus.RUNNING: frozenset({JobStatus.FINISHED, JobStatus.CANCELLED, JobStatus.FAILED}),
-    JobStatus.FINISHED: frozenset(),
-    JobStatus.CANCELLED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,27 +56,6 @@ def parse_job_id(raw: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except (ValueError, AttributeError, TypeError):
         raise NotFound(f"no job {raw[:64]!r}") from None
-
-
-def transition(job: Job, to: JobStatus, *, error: str | None = None) -> None:
-    """Move ``job`` to status ``to`` and stamp the time (the caller commits).
-
-    Raises:
-        Conflict: the change is not allowed from the job's current status.
-    """
-    current = JobStatus(job.status)
-    if to not in _TRANSITIONS[current]:
-        raise Conflict(f"job {job.id} is {current.value} and cannot become {to.value}")
-    now = utcnow()
-    job.status = to.value
-    if to is JobStatus.RUNNING:
-        job.started_at = now
-    else:
-        job.finished_at = now
-    if to is JobStatus.CANCELLED:
-        job.cancelled_at = now
-    if error is not None:
-        job.error = error
 
 
 def _quota_checks(

@@ -23,6 +23,7 @@ from service.broker.mirror import StudyMirror, TrialSnapshot
 from service.broker.registry import MirrorRegistry
 from service.broker.tokens import hash_token, new_token
 from service.db.models import Job, JobStatus, Lease, Trial, TrialSource, TrialState
+from service.job_status import transition
 
 __all__ = ["Grant", "candidate_jobs", "enqueue_trials", "lease_job"]
 
@@ -88,11 +89,14 @@ def lease_job(
 
 
 def _fail_job(session: Session, job_id: uuid.UUID, error: str, now: datetime) -> None:
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(JobStatus.active()))
-        .values(status=JobStatus.FAILED.value, error=error, finished_at=now)
-    )
+    job = session.scalars(
+        select(Job)
+        .where(Job.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if job is not None and job.status in JobStatus.active():
+        transition(job, JobStatus.FAILED, error=error, now=now)
     session.commit()
 
 
@@ -169,8 +173,7 @@ def _lease_locked(
         ],
     )
     if job.status == JobStatus.QUEUED.value:
-        job.status = JobStatus.RUNNING.value
-        job.started_at = now
+        transition(job, JobStatus.RUNNING, now=now)
     session.commit()
 
     task = job.spec.get("task") or {}

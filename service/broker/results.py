@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from optimizer.trial_outcome import judge_outcome
 from service.broker.fencing import EndReason, HeldLease, LeasesLost, load_leases
 from service.db.models import Job, JobStatus, Lease, Trial, TrialReport, TrialState
+from service.job_status import transition
 
 __all__ = [
     "ReportIn",
@@ -256,28 +257,28 @@ def maybe_finish_jobs(session: Session, job_ids: set[uuid.UUID], now: datetime) 
     writers the later one sees the other's trials."""
     if not job_ids:
         return
-    session.execute(
-        select(Job.id).where(Job.id.in_(job_ids)).order_by(Job.id).with_for_update()
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.id.in_(job_ids))
+        .order_by(Job.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
-    for job_id in job_ids:
+    for job in jobs:
+        if job.status not in JobStatus.active():
+            continue
         done = session.scalar(
             select(func.count())
             .select_from(Trial)
             .where(
-                Trial.job_id == job_id,
+                Trial.job_id == job.id,
                 Trial.state.in_([s.value for s in TrialState.finished()]),
                 Trial.optuna_trial_id.is_not(None),
             )
         )
-        session.execute(
-            update(Job)
-            .where(
-                Job.id == job_id,
-                Job.status.in_(JobStatus.active()),
-                Job.n_trials <= (done or 0),
-            )
-            .values(status=JobStatus.FINISHED.value, finished_at=now)
-        )
+        if job.n_trials <= (done or 0):
+            # A job with finished trials has had a trial leased, so it is running.
+            transition(job, JobStatus.FINISHED, now=now)
 
 
 def _end(session: Session, lease_ids: Sequence[int], reason: EndReason, now: datetime) -> None:

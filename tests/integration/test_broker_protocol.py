@@ -11,6 +11,7 @@ import math
 import random
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.app import create_app
-from service.db.models import Trial
+from service.broker.mirror import StudyMirror
+from service.db.models import Lease, Trial
 from service.settings import Settings
 from tests.integration.broker_support import Api, db_state, job_body, result
 from tests.integration.conftest import make_settings
@@ -303,6 +305,55 @@ def test_per_seed_divergence_is_stored_and_shown_in_the_trials_api(app: Any) -> 
     assert r.status_code == 200, r.text
     again = api.client.get(f"/api/v1/jobs/{job['id']}/trials", headers=headers).json()["trials"]
     assert [t["seeds_diverged_at"] for t in again] == [e[2] for e in expected]
+
+
+# -- the job's status ------------------------------------------------------------------------
+
+
+def test_the_broker_moves_a_job_through_its_status_machine(app: Any) -> None:
+    api = Api(app)
+    job = api.submit(n_trials=2, steps=20, report_every=10)
+    assert api.job(job["id"])["status"] == "queued"
+    tokens = [le["token"] for le in api.lease(2)]
+    running = api.job(job["id"])
+    with app.state.session_factory() as s:
+        leased_at = s.scalars(
+            select(Lease.created_at)
+            .join(Trial, Trial.id == Lease.trial_id)
+            .where(Trial.job_id == uuid.UUID(job["id"]))
+        ).all()
+    # queued -> running, stamped with the lease decision's own time.
+    assert running["status"] == "running" and running["finished_at"] is None
+    assert {datetime.fromisoformat(running["started_at"])} == set(leased_at)
+
+    r = api.post("/leases/complete", {"results": [result(t) for t in tokens]})
+    assert r.status_code == 200, r.text
+    finished = api.job(job["id"])
+    assert finished["status"] == "finished"
+    assert finished["started_at"] == running["started_at"]
+    assert datetime.fromisoformat(finished["finished_at"]) >= max(leased_at)
+    assert finished["cancelled_at"] is None and finished["error"] is None
+    # A finished job cannot be cancelled any more (the same machine answers 409).
+    headers = {"Authorization": f"Bearer {api.user_key}"}
+    r = api.client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=headers)
+    assert r.status_code == 409, r.text
+
+
+def test_a_sampler_that_cannot_run_here_fails_the_job(app: Any, monkeypatch: Any) -> None:
+    def missing_package(self: StudyMirror, n: int) -> Any:
+        raise ImportError("No module named 'torch'")
+
+    api = Api(app)
+    job = api.submit(n_trials=2, steps=20, report_every=10)
+    monkeypatch.setattr(StudyMirror, "ask", missing_package)
+    assert api.lease(2) == []
+    failed = api.job(job["id"])
+    assert failed["status"] == "failed" and failed["started_at"] is None
+    assert failed["finished_at"] is not None
+    assert "cannot run on this server" in failed["error"] and "torch" in failed["error"]
+    monkeypatch.undo()
+    assert api.lease(2) == []  # a failed job hands out nothing
+    assert api.job(job["id"]) == failed
 
 
 # -- release and cancel --------------------------------------------------------------------
