@@ -43,12 +43,15 @@ def make_broker(app: FastAPI) -> Broker:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Merged into the app's lifespan by `include_router`: the broker and its reaper thread
     live as long as the app (the reaper stops before the engine is disposed)."""
-    app.state.broker = make_broker(app)
-    app.state.broker.reaper.start()
+    # Stop the reaper this lifespan started, even if the app was served twice at once
+    # (tests do) and app.state.broker now holds the other lifespan's broker.
+    broker = make_broker(app)
+    app.state.broker = broker
+    broker.reaper.start()
     try:
         yield
     finally:
-        app.state.broker.reaper.stop()
+        broker.reaper.stop()
 
 
 router = APIRouter(prefix="/leases", tags=["worker protocol"], lifespan=lifespan)
