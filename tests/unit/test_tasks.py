@@ -170,6 +170,25 @@ def test_rosenbrock_is_the_issue_1132_reproducer(tasks: dict[str, Task]) -> None
     assert float(task.loss(jnp.array([1.0, 1.0]), ())) == 0.0
 
 
+def test_cnn_digits_matches_lax_conv() -> None:
+    # The conv net computes its convolutions as im2col matmuls (fast when vmapped over
+    # lanes); it must be the same network as lax.conv_general_dilated with 'SAME' padding.
+    from optimizer.tasks.builtin._common import mlp_apply
+    from optimizer.tasks.builtin.digits import _conv_apply, _conv_init
+
+    params = _conv_init(jax.random.key(0), [3, 5])
+    params["convs"][0]["b"] = jnp.arange(3, dtype=jnp.float32) * 0.1
+    x = jax.random.normal(jax.random.key(1), (7, 64))
+    h = x.reshape(7, 8, 8, 1)
+    for conv in params["convs"]:
+        h = jax.lax.conv_general_dilated(
+            h, conv["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        h = jax.nn.relu(h + conv["b"])
+    expected = mlp_apply(params["head"], h.reshape(7, -1), jax.nn.relu)
+    np.testing.assert_allclose(_conv_apply(params, x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_options_change_the_model() -> None:
     small = load_task("mlp-digits", {"widths": [8]})
     assert small.meta.n_params == 64 * 8 + 8 + 8 * 10 + 10

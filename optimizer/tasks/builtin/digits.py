@@ -2,7 +2,7 @@
 
 Features are standardised on a fixed 80/20 train/validation split. The MLP defaults to hidden
 widths 64-128 (the 64-128-10 network of the project's measurements); the conv net stacks 3x3
-ReLU convolutions ('SAME' padding) and a dense read-out.
+ReLU convolutions ('SAME' padding, computed as im2col matmuls) and a dense read-out.
 """
 
 from __future__ import annotations
@@ -60,13 +60,26 @@ def _conv_init(key: Array, channels: Sequence[int]) -> dict[str, list[dict[str, 
 
 
 def _conv_apply(params: dict[str, list[dict[str, Array]]], x: Array) -> Array:
-    h = x.reshape(x.shape[0], 8, 8, 1)
+    """3x3 'SAME' convolutions as im2col: each layer is one ``[n * 64, 9 * c_in] @ [9 * c_in,
+    c_out]`` matmul over the nine shifted copies of the zero-padded 8x8 maps.
+
+    This equals ``lax.conv_general_dilated`` (NHWC, HWIO; ``tests/unit/test_tasks.py`` checks
+    it), but the trainer vmaps the task over lanes, each with its own weights: vmapped, a conv
+    becomes a grouped convolution inside the training loop, which XLA:CPU ran about 50x
+    slower (~50 ms per lane-step), while the matmul becomes a batched matmul (~1 ms).
+    """
+    n = x.shape[0]
+    h = x.reshape(n, 8, 8, 1)
     for conv in params["convs"]:
-        h = jax.lax.conv_general_dilated(
-            h, conv["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        c_in = h.shape[-1]
+        padded = jnp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        # channel index (3 * i + j) * c_in + c matches w.reshape(9 * c_in, c_out) of HWIO w
+        patches = jnp.concatenate(
+            [padded[:, i : i + 8, j : j + 8, :] for i in range(3) for j in range(3)], axis=-1
         )
-        h = jax.nn.relu(h + conv["b"])
-    return mlp_apply(params["head"], h.reshape(h.shape[0], -1), jax.nn.relu)
+        out = patches.reshape(n * 64, 9 * c_in) @ conv["w"].reshape(9 * c_in, -1)
+        h = jax.nn.relu(out + conv["b"]).reshape(n, 8, 8, -1)
+    return mlp_apply(params["head"], h.reshape(n, -1), jax.nn.relu)
 
 
 def make_cnn_digits(channels: Sequence[int] = (8, 16), batch_size: int = 128) -> ClassificationTask:
