@@ -112,8 +112,8 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
         OptionSchema(
             {
                 "seq_len": IntOption(32, 4, 256, "characters per training window"),
-                "batch_size": IntOption(32, 1, 512, "windows per step"),
-                "d_model": IntOption(64, 8, 512, "model width"),
+                "batch_size": IntOption(16, 1, 512, "windows per step"),
+                "d_model": IntOption(32, 8, 512, "model width"),
                 "n_layers": IntOption(1, 1, 4, "transformer blocks"),
                 "n_heads": IntOption(4, 1, 16, "attention heads (must divide d_model)"),
             },

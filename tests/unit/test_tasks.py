@@ -90,7 +90,7 @@ def test_given_options_are_kept() -> None:
         ),
         ("char-lm", {"seq_len": 1024}, r"'seq_len' must be an integer in \[4, 256\]"),
         ("char-lm", {"n_layers": 5}, r"'n_layers' must be an integer in \[1, 4\]"),
-        ("char-lm", {"n_heads": 3}, r"'n_heads' must divide option 'd_model' \(64\)"),
+        ("char-lm", {"n_heads": 3}, r"'n_heads' must divide option 'd_model' \(32\)"),
         ("rosenbrock", {"b": float("nan")}, r"'b' must be a finite number in \[0, 1000\]"),
         ("rosenbrock", {"a": 1e9}, r"'a' must be a finite number in \[-10, 10\]"),
         ("rosenbrock", [1, 2], r"options of task 'rosenbrock' must be an object"),

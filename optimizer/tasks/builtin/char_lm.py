@@ -7,6 +7,12 @@ uses a fixed set of windows so it is deterministic and cheap.
 
 The model is pre-LayerNorm: token and learned position embeddings, ``n_layers`` blocks of
 causal multi-head attention and a 4x GELU MLP, a final LayerNorm and an untied read-out.
+
+The defaults (width 32, 4 heads, one block, 16 windows of 32 characters per step, about 20k
+parameters) keep it tiny: a step costs about 60 MFLOP per lane, 1.5 ms on the CPUs where it
+was measured. Width 64 with 32 windows (64k parameters), the earlier defaults, cost about
+390 MFLOP and 8 ms per lane-step, all of it in the dense matmuls, for a validation loss of
+about 1.9 instead of 2.1 nats after 500 steps.
 """
 
 from __future__ import annotations
@@ -119,7 +125,7 @@ class CharLM:
 
 
 def make_char_lm(
-    seq_len: int = 32, batch_size: int = 32, d_model: int = 64, n_layers: int = 1, n_heads: int = 4
+    seq_len: int = 32, batch_size: int = 16, d_model: int = 32, n_layers: int = 1, n_heads: int = 4
 ) -> CharLM:
     if d_model % n_heads:
         raise ValueError(f"n_heads ({n_heads}) must divide d_model ({d_model})")
