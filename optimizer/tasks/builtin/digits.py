@@ -66,7 +66,7 @@ def _conv_apply(params: dict[str, list[dict[str, Array]]], x: Array) -> Array:
     This equals ``lax.conv_general_dilated`` (NHWC, HWIO; ``tests/unit/test_tasks.py`` checks
     it), but the trainer vmaps the task over lanes, each with its own weights: vmapped, a conv
     becomes a grouped convolution inside the training loop, which XLA:CPU ran about 50x
-    slower (~50 ms per lane-step), while the matmul becomes a batched matmul (~1 ms).
+    slower (~50 ms per lane-step), while the matmul becomes a batched matmul (~1-3 ms).
     """
     n = x.shape[0]
     h = x.reshape(n, 8, 8, 1)
