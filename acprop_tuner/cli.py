@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--sweep", action="store_true", help="only the engine: a learning-rate sweep, no server"
     )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the server running after the job (to browse the dashboard) until Ctrl-C",
+    )
 
     serve = sub.add_parser("serve", help="run the REST API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")

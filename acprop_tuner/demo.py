@@ -103,7 +103,7 @@ def run_service_demo(args: argparse.Namespace) -> int:
         )
         processes.append(server)
         _wait_ready(url, server)
-        print(f"API server at {url} (OpenAPI docs at {url}/docs)")
+        print(f"API server at {url} (OpenAPI docs at {url}/docs, dashboard at {url}/dashboard)")
         worker_env = {**env, "ACPROP_TUNER_WORKER_TOKEN": worker_key}
         for _ in range(args.workers):
             processes.append(
@@ -155,6 +155,14 @@ def run_service_demo(args: argparse.Namespace) -> int:
             f"\nThe same, from the command line: ACPROP_TUNER_DATA_DIR={root} "
             f"acprop-tuner recommend {job_id}"
         )
+        if args.serve:
+            # A throwaway local database: showing its demo key is what lets you log in.
+            print(
+                f"\nDashboard: {url}/dashboard#/jobs/{job_id}\n"
+                f"User key of this demo database: {user_key}\nCtrl-C stops the server."
+            )
+            with contextlib.suppress(KeyboardInterrupt):
+                server.wait()
         return 0
     finally:
         for proc in reversed(processes):
