@@ -29,7 +29,10 @@ bound is never taken below what was seen: the largest learning rate that trained
 divergence in a *comparable* trial (other tuned settings within ``radius``, a fraction of the
 explored range), moved along the fitted edge's shape to the configuration
 (``safe_floor``). Finally it is capped by evidence: never above the smallest learning rate
-that diverged in any seed of a comparable trial. In short
+that diverged in any seed of a comparable trial (``skip_isolated`` leaves out isolated
+blow-ups below a learning rate that trained without divergence in every seed of a
+comparable trial; the recommendation uses it only when the strict edge leaves no learning
+rate tried a margin below it). In short
 
     edge(z) = min(evidence(z), max(g(z) - EDGE_Z * sd(g(z)), safe_floor(z))).
 """
@@ -147,10 +150,18 @@ class DivergenceModel:
         phi = edge_basis(z)[0]
         return np.sqrt(np.einsum("ij,jk,ik->i", phi, self.cov, phi))
 
-    def evidence_edge(self, z: np.ndarray) -> np.ndarray:
-        """Smallest learning rate that diverged in a comparable trial (``inf`` if none)."""
+    def evidence_edge(self, z: np.ndarray, *, skip_isolated: bool = False) -> np.ndarray:
+        """Smallest learning rate that diverged in a comparable trial (``inf`` if none).
+
+        With ``skip_isolated``, a divergence below a learning rate that trained without
+        divergence in every seed of a comparable trial does not count: an isolated blow-up
+        rather than the edge (it still lowers the fitted edge through the likelihood).
+        """
         z = np.atleast_2d(z)
-        u = np.where(self._near(z, self.diverged_points), self.diverged_points[None, :, 0], np.inf)
+        near = self._near(z, self.diverged_points)
+        if skip_isolated:
+            near &= self.diverged_points[None, :, 0] > self.safe_support(z)[:, None]
+        u = np.where(near, self.diverged_points[None, :, 0], np.inf)
         return u.min(axis=1, initial=np.inf)
 
     def safe_support(self, z: np.ndarray) -> np.ndarray:
@@ -178,11 +189,12 @@ class DivergenceModel:
         u = np.where(self._near(z, self.safe_points), self.safe_points[None, :, 0] + shift, -np.inf)
         return u.max(axis=1, initial=-np.inf)
 
-    def edge(self, z: np.ndarray) -> np.ndarray:
-        """The edge used for safety (unit learning-rate coordinate), see the module docstring."""
+    def edge(self, z: np.ndarray, *, skip_isolated: bool = False) -> np.ndarray:
+        """The edge used for safety (unit learning-rate coordinate), see the module docstring;
+        ``skip_isolated`` as in :meth:`evidence_edge`."""
         lower = self.model_edge(z) - EDGE_Z * self.model_edge_std(z)
         lower = np.maximum(lower, self.safe_floor(z))
-        return np.minimum(lower, self.evidence_edge(z))
+        return np.minimum(lower, self.evidence_edge(z, skip_isolated=skip_isolated))
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         """Fitted probability that a seed diverges at unit-box points ``x``."""

@@ -228,3 +228,58 @@ def test_output_is_json_safe_and_the_optax_line_matches() -> None:
 def test_importing_does_not_import_jax() -> None:
     code = "import sys, optimizer.recommendation; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _small_job(lrs_and_divergence: list[tuple[float, tuple[bool, ...]]]) -> list[TrialOutcome]:
+    """Trials at the given learning rates (eps_root fixed), loss optimum 3e-3, no noise."""
+    return [
+        TrialOutcome(
+            n,
+            {"learning_rate": lr},
+            tuple(
+                None if d else true_loss(math.log10(lr), 0.0, math.log10(3e-3), 0.0, 0.0)
+                for d in div
+            ),
+            div,
+        )
+        for n, (lr, div) in enumerate(lrs_and_divergence)
+    ]
+
+
+def test_an_isolated_blow_up_below_safe_trials_does_not_refuse() -> None:
+    """Regression: one seed lost at 2.9e-4 while trials up to 1.9e-2 trained in every seed
+    capped the edge at 2.9e-4, and with the lowest learning rate tried (1.01e-4, 300x below
+    the true edge 3e-2) short of a factor 3 below it the job got NotEnoughEvidence."""
+    ok, one_lost = (False, False), (True, False)
+    lrs = [1.01e-4, 1.12e-4, 2.76e-4, 3.6e-4, 4.76e-4, 1.62e-3, 1.74e-3, 2.65e-3, 3.3e-3, 1.94e-2]
+    trials = _small_job([(lr, ok) for lr in lrs] + [(2.9e-4, one_lost), (6.05e-2, (True, True))])
+    rec = recommend(trials, status="final")
+    # Below the blow-up (the margin is kept below the edge proper, not below an isolated one).
+    assert 1.01e-4 <= rec.learning_rate < 2.9e-4
+
+
+def test_blow_ups_at_the_lowest_learning_rate_still_refuse() -> None:
+    ok, one_lost = (False, False), (True, False)
+    lrs = [2.5e-4, 3e-4, 1.5e-3, 2e-3, 2e-2]
+    trials = _small_job([(1.7e-4, one_lost)] + [(lr, ok) for lr in lrs] + [(7e-2, (True, True))])
+    with pytest.raises(NotEnoughEvidence, match="extend the learning-rate range downwards"):
+        recommend(trials, status="final")
+
+
+def test_rounding_the_other_settings_keeps_the_safe_limit() -> None:
+    """Regression: the best point sat at the safe limit of one explored eps_root; rounding
+    eps_root to 3 digits moved it out of that trial's comparable radius, the safe limit
+    became -inf and `recommend` raised ValueError (math domain error) instead of answering."""
+    rng = np.random.default_rng(1054)
+    trials = []
+    for n in range(12):
+        lr, er = 10 ** rng.uniform(-4, -1), 10 ** rng.uniform(-16, -6)
+        edge = 10 ** np.interp(math.log10(er), [-16, -8], [-4, math.log10(3e-2)])
+        div = bool(lr > edge)
+        if not div:
+            rng.standard_normal()  # the draw of the generator this case was found with
+        loss = None if div else true_loss(math.log10(lr), 0.0, math.log10(3e-3), 0.0, 0.0)
+        trials.append(TrialOutcome(n, {"learning_rate": lr, "eps_root": er}, (loss,), (div,)))
+    rec = recommend(trials, status="final")
+    assert rec.learning_rate > 0.0
+    assert rec.learning_rate * rec.margin <= rec.divergence_lr * (1 + 1e-9)
