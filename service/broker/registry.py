@@ -57,7 +57,8 @@ class MirrorRegistry:
         with self._lock:
             mirror = self._mirrors.get(job.id)
             if mirror is None:
-                mirror = _build(job.spec, job.steps)
+                # Seeded per job: a rebuilt mirror samples the same way for the same job.
+                mirror = _build(job.spec, job.steps, seed=job.id.int % 2**32)
                 self._mirrors[job.id] = mirror
                 while len(self._mirrors) > self._capacity:
                     self._mirrors.popitem(last=False)
@@ -117,5 +118,6 @@ def load_snapshots(
     ]
 
 
-def _build(spec: Mapping[str, Any], steps: int) -> StudyMirror:
-    return StudyMirror(search_space(spec), build_sampler(spec), build_pruner(spec), steps=steps)
+def _build(spec: Mapping[str, Any], steps: int, *, seed: int | None = None) -> StudyMirror:
+    sampler = build_sampler(spec, seed=seed)
+    return StudyMirror(search_space(spec), sampler, build_pruner(spec), steps=steps)
