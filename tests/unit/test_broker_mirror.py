@@ -183,3 +183,56 @@ def test_mirror_pruner_stops_a_bad_running_trial() -> None:
     # MedianPruner reads the completed trials' intermediate values from the mirror.
     assert mirror.should_prune(10, {10: 5.0, 20: 5.0})
     assert not mirror.should_prune(11, {10: 0.15, 20: 0.05})
+
+
+def test_tpe_internal_repr_cache_keeps_the_proposals() -> None:
+    """The mirror's cache of converted parameters changes nothing TPE proposes: a mirror
+    whose sampler runs Optuna's own conversion asks exactly the same configurations, across
+    finished, diverged, pruned, failed, running and out-of-range rows, and a rebuild."""
+    import random
+
+    spec = {**SPEC, "seed": 3}
+    cached, plain = make_mirror(spec), make_mirror(spec)
+    assert cached._repr_cache is not None
+    del plain._sampler._get_internal_repr  # back to TPESampler's own method
+    rng = random.Random(7)
+    snaps = []
+    for i in range(40):
+        state = ["complete", "complete", "diverged", "pruned", "failed", "running"][i % 6]
+        params = {
+            "learning_rate": 10 ** rng.uniform(-5, 0),
+            "b2": rng.uniform(0.9, 0.9999) if i != 7 else 2.0,  # 7: out of range
+            "eps_root": 10 ** rng.uniform(-16, -6),
+        }
+        snaps.append(
+            TrialSnapshot(
+                trial_id=i,
+                state=state,
+                params=params,
+                value=rng.random() if state == "complete" else None,
+                diverged_at_step=50 if state == "diverged" else None,
+                intermediate={5: rng.random(), 10: rng.random()} if state == "pruned" else {},
+            )
+        )
+    for mirror in (cached, plain):
+        mirror.sync(snaps)
+    next_id = 100
+    for round_ in range(4):
+        a, b = cached.ask(4), plain.ask(4)
+        assert [x.config for x in a] == [y.config for y in b]
+        finished = []
+        for x, y in zip(a, b, strict=True):
+            for mirror, asked in ((cached, x), (plain, y)):
+                mirror.bind(asked, TrialSnapshot(next_id, "running", asked.config))
+            finished.append(
+                TrialSnapshot(next_id, "complete", x.config, value=0.1 * round_ + 0.01 * next_id)
+            )
+            next_id += 1
+        for mirror in (cached, plain):
+            mirror.sync(finished)
+        if round_ == 2:  # a much worse finished loss passes the penalties: both rebuild
+            worst = TrialSnapshot(next_id, "complete", x.config, value=1e6)
+            next_id += 1
+            for mirror in (cached, plain):
+                mirror.sync([worst])
+    assert cached._repr_cache._kept
