@@ -5,7 +5,8 @@ trial, but it costs about 3 round trips per intermediate value and 2-3 per param
 attribute: some 75 statements for a trial with 20 reports, 30-130 ms each trial on Postgres
 here, more than Optuna's whole ask/report/tell loop. This module writes the same rows (through
 Optuna's own table definitions, so types and enum encodings are Optuna's) with one
-executemany per table for a whole batch, inside the caller's transaction: the trials become
+statement per table for a whole batch (on Postgres an `unnest` INSERT of fixed shape, elsewhere an
+executemany), inside the caller's transaction: the trials become
 part of the study atomically with our own bookkeeping, which is what makes "exactly once"
 hold without a two-phase dance.
 
