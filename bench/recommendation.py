@@ -6,11 +6,15 @@ For every built-in task, at its default number of steps and ACProp's other defau
   ``eps_root=1e-8``; its best learning rate (lowest mean validation loss among learning rates
   where no seed diverged) is the reference.
 - **(a) ours**: a job over the default space (learning rate log [1e-5, 1], ``eps_root`` log
-  [1e-16, 1e-6], the rest fixed) that spends a quarter of the reference's compute, in
-  trial-seed-steps: a 6-point warm-start log sweep of learning rates at ``eps_root=1e-8`` and
-  12 TPE trials (Optuna, in-memory, 3 populations of 4), all with 2 seeds, so
-  ``(6 + 12) x 2 = 36 = 48 x 3 / 4`` trial-seeds; a diverged trial is told to TPE as a
-  finite penalty (as the service's broker does). Then :func:`optimizer.recommendation.recommend`.
+  [1e-16, 1e-6], the rest fixed) run with the service's own policy, spending a quarter of
+  the reference's compute in trial-seed-steps: 18 trials of the service's 2 seeds (0, 1),
+  ``18 x 2 = 36 = 48 x 3 / 4``. The first population is the service's warm-start sweep
+  (:func:`optimizer.warm_start.warm_start_configs`: 6 trials, 3 learning rates at
+  ``eps_root`` 1e-8 and 1e-16), then the job's sampler
+  (:func:`optimizer.sampling.build_sampler`, seeded) proposes populations of 4 on the
+  service's study mirror (``service.broker.mirror``: running trials pending), each trial
+  judged and a diverged one penalised by :mod:`optimizer.trial_outcome`. Then
+  :func:`optimizer.recommendation.recommend` on every trial's per-seed validation losses.
 - **(b) plain TPE**: the best trial of an Optuna TPE study over the same space with the same
   budget, the way an Optuna user runs it: 36 trials of one seed (in populations of 4), a
   diverged trial returns NaN (so it FAILs).
@@ -47,7 +51,12 @@ from optimizer.config import ACPropConfig
 from optimizer.lr_range_test import run_range_test
 from optimizer.population import FinalResult, PopulationTrainer
 from optimizer.recommendation import NotEnoughEvidence, TrialOutcome, recommend
+from optimizer.sampling import build_pruner, build_sampler, search_space
+from optimizer.space import SearchSpace
 from optimizer.tasks import load_task, task_names
+from optimizer.trial_outcome import Outcome, judge_outcome
+from optimizer.warm_start import warm_start_configs
+from service.broker.mirror import StudyMirror, TrialSnapshot
 
 NAME = "recommendation"
 TITLE = "Recommendation quality: regret against a 48-point learning-rate grid"
@@ -55,9 +64,10 @@ GRID_POINTS, GRID_SEEDS = 48, (0, 1, 2)
 LR_LOW, LR_HIGH = 1e-5, 1.0
 EPS_ROOT_LOW, EPS_ROOT_HIGH = 1e-16, 1e-6
 SAFE_EPS_ROOT = 1e-8
-JOB_SEEDS, SWEEP_POINTS, BATCH = (10, 11), 6, 4
+# The service's seeds per trial (the jobs API's default, 2; a worker trains seeds 0..S-1).
+JOB_SEEDS, BATCH = (0, 1), 4
 BUDGET_TRIAL_SEEDS = GRID_POINTS * len(GRID_SEEDS) // 4
-JOB_TPE_TRIALS = (BUDGET_TRIAL_SEEDS - SWEEP_POINTS * len(JOB_SEEDS)) // len(JOB_SEEDS)
+JOB_TRIALS = BUDGET_TRIAL_SEEDS // len(JOB_SEEDS)
 PLAIN_SEED = (20,)
 EVAL_SEEDS = (100, 101, 102, 103, 104)
 # Lanes (trial-seeds) each task trains: grid, our job, plain TPE, the 6 x 5 evaluation.
@@ -80,14 +90,6 @@ def _seed_results(final: FinalResult, k: int) -> tuple[list[float | None], list[
     return losses, [bool(d >= 0) for d in final.diverged_at[k]]
 
 
-def _penalty(finished: list[float], diverged_at: int, steps: int) -> float:
-    # The broker's rule (service/broker/penalty.py): a spread above the worst finished
-    # loss, more the earlier the trial blew up, so TPE learns the unsafe region.
-    hi, lo = (max(finished), min(finished)) if finished else (0.0, 0.0)
-    spread = max(hi - lo, abs(hi), 1.0)
-    return hi + spread * (1.0 + 1.0 - min(max(diverged_at, 0), steps) / steps)
-
-
 def _suggest(trial: optuna.Trial) -> ACPropConfig:
     return ACPropConfig(
         learning_rate=trial.suggest_float("learning_rate", LR_LOW, LR_HIGH, log=True),
@@ -95,40 +97,83 @@ def _suggest(trial: optuna.Trial) -> ACPropConfig:
     )
 
 
+def _job_spec(steps: int) -> dict[str, Any]:
+    """The spec the jobs API stores for a job over the default space with our budget."""
+    return {
+        "space": SearchSpace().to_dict(),
+        "budget": {"n_trials": JOB_TRIALS, "steps": steps, "seeds": len(JOB_SEEDS)},
+        "sampler": "tpe",
+        "pruner": "none",
+        "warm_start": True,
+    }
+
+
+def _judge(final: FinalResult, k: int) -> Outcome:
+    def finite(values: np.ndarray) -> list[float | None]:
+        return [float(v) if math.isfinite(v) else None for v in values]
+
+    return judge_outcome(
+        final_losses=finite(final.final_loss[k]),
+        validation_losses=finite(final.validation_loss[k]),
+        last_finite_losses=finite(final.last_finite_loss[k]),
+        diverged_at_step=[int(d) if d >= 0 else None for d in final.diverged_at[k]],
+        steps=final.steps,
+    )
+
+
 def _our_job(task: Any) -> tuple[ACPropConfig | None, dict[str, Any]]:
+    """A job as the service runs it: the warm-start sweep first, then the job's sampler
+    (``optimizer.sampling.build_sampler``) on the service's study mirror, in populations of
+    ``BATCH`` with the running ones pending, outcomes judged and diverged trials penalised by
+    ``optimizer.trial_outcome``; then the recommendation."""
     steps = task.meta.default_steps
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
-    for lr in np.geomspace(LR_LOW, LR_HIGH, SWEEP_POINTS):
-        study.enqueue_trial({"learning_rate": float(lr), "eps_root": SAFE_EPS_ROOT})
+    spec = _job_spec(steps)
+    mirror = StudyMirror(
+        search_space(spec), build_sampler(spec, seed=0), build_pruner(spec), steps=steps
+    )
+    sweep = warm_start_configs(SearchSpace(), JOB_TRIALS)
+    mirror.sync([TrialSnapshot(i, "waiting", c) for i, c in enumerate(sweep)])
+    populations: list[list[tuple[int, dict[str, float]]]] = [list(enumerate(sweep))]
     outcomes: list[TrialOutcome] = []
-    finished: list[float] = []
-    batches = [SWEEP_POINTS] + [BATCH] * (JOB_TPE_TRIALS // BATCH)
-    for size in batches:
-        trials = [study.ask() for _ in range(size)]
-        configs = [_suggest(t) for t in trials]
+    n_sampled = 0
+    while populations:
+        population = populations.pop()
+        configs = [ACPropConfig(**c) for _, c in population]
         final = _train(task, configs, JOB_SEEDS)
-        for k, (trial, config) in enumerate(zip(trials, configs, strict=True)):
+        done = []
+        for k, (number, config) in enumerate(population):
             losses, diverged = _seed_results(final, k)
-            outcomes.append(
-                TrialOutcome(trial.number, config.to_dict(), tuple(losses), tuple(diverged))
+            outcomes.append(TrialOutcome(number, config, tuple(losses), tuple(diverged)))
+            o = _judge(final, k)
+            done.append(
+                TrialSnapshot(
+                    number, o.state, config, o.value, o.last_finite_loss, o.diverged_at_step
+                )
             )
-            if any(diverged) or None in losses:
-                at = int(final.diverged_at[k].max())
-                study.tell(trial, _penalty(finished, at, steps))
-            else:
-                value = float(np.mean(losses))  # type: ignore[arg-type]
-                finished.append(value)
-                study.tell(trial, value)
-    info: dict[str, Any] = {"trials": len(outcomes), "seeds_per_trial": len(JOB_SEEDS)}
+        mirror.sync(done)
+        size = min(BATCH, JOB_TRIALS - len(outcomes))
+        if size > 0:
+            population = []
+            for asked in mirror.ask(size):
+                number = len(outcomes) + len(population)
+                mirror.bind(asked, TrialSnapshot(number, "running", asked.config))
+                population.append((number, asked.config))
+            n_sampled += size
+            populations.append(population)
+    info: dict[str, Any] = {
+        "trials": len(outcomes),
+        "warm_start_trials": len(sweep),
+        "sampler_trials": n_sampled,
+        "seeds_per_trial": len(JOB_SEEDS),
+        "trial_seeds_diverged": sum(sum(o.diverged) for o in outcomes),
+        "sampler_trials_diverged": sum(any(o.diverged) for o in outcomes[len(sweep) :]),
+    }
     try:
         rec = recommend(outcomes, status="final")
     except NotEnoughEvidence as exc:
         info["not_enough_evidence"] = exc.reason
         return None, info
-    info.update(
-        recommendation=rec.to_dict(),
-        trial_seeds_diverged=sum(sum(o.diverged) for o in outcomes),
-    )
+    info["recommendation"] = rec.to_dict()
     config = ACPropConfig(**{k: getattr(rec, k) for k in ACPropConfig.__dataclass_fields__})
     return config, info
 
@@ -213,7 +258,7 @@ def _task(name: str) -> dict[str, Any]:
         "steps": steps,
         "budget_trial_seed_steps": {
             "reference": GRID_POINTS * len(GRID_SEEDS) * steps,
-            "ours": (SWEEP_POINTS + JOB_TPE_TRIALS) * len(JOB_SEEDS) * steps,
+            "ours": JOB_TRIALS * len(JOB_SEEDS) * steps,
             "plain_tpe": (BUDGET_TRIAL_SEEDS // BATCH) * BATCH * len(PLAIN_SEED) * steps,
         },
         "scores": scores,
