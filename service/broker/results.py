@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
@@ -111,12 +112,16 @@ def record_reports(
     acknowledged and ignored, so the stored attempt stays what its completion saw.
     """
     if reports and session.get_bind().dialect.name == "postgresql":
-        leases, stored = _record_reports_pg(session, reports, now)
+        leases, stored, own_transaction = _record_reports_pg(session, reports, now)
         if stored:
             session.commit()
             return [leases[t] for t in dict.fromkeys(r.token for r in reports)], []
         # Something is not live (lost, cancelled, or a repeat after completion): nothing was
-        # inserted; the general path below decides on the rows just loaded (and locked).
+        # inserted; the general path below decides, on the rows loaded again if the
+        # statement ran as its own transaction (so their locks are gone).
+        if own_transaction:
+            session.commit()
+            leases = load_leases(session, [r.token for r in reports], lock=True)
     else:
         leases = load_leases(session, [r.token for r in reports], lock=True)
     stop = set(end_cancelled(session, list(leases.values()), now))
@@ -179,28 +184,46 @@ _REPORTS_FAST_PG = text(
 
 def _record_reports_pg(
     session: Session, reports: Sequence[ReportIn], now: datetime
-) -> tuple[dict[str, HeldLease], bool]:
-    """The leases of the reports' tokens, locked, by token; and whether the reports were
-    stored (every lease live, no job cancelled). Rows repeating a (token, step) keep the
-    last one's losses, as the general path does."""
+) -> tuple[dict[str, HeldLease], bool, bool]:
+    """The leases of the reports' tokens by token; whether the reports were stored (every
+    lease live, no job cancelled); and whether the statement ran as its own transaction.
+
+    Where the session has no transaction open, the one statement runs in autocommit: it is
+    atomic by itself, and that spares the BEGIN and COMMIT round trips (two of a report
+    call's three). Otherwise it runs in the open transaction and the leases stay locked.
+    Rows repeating a (token, step) keep the last one's losses, as the general path does."""
     by_hash = {hash_token(r.token): r.token for r in reports}
     last = {(r.token, r.step): r for r in reports}
     hash_of = {t: h for h, t in by_hash.items()}
-    result = session.execute(
-        _REPORTS_FAST_PG,
-        {
-            "hashes": list(by_hash),
-            "n_hashes": len(by_hash),
-            "now": now,
-            "cancelled": JobStatus.CANCELLED.value,
-            "r_hashes": [hash_of[r.token] for r in last.values()],
-            "steps": [r.step for r in last.values()],
-            "losses": [json.dumps(list(r.losses)) for r in last.values()],
-        },
+    params = {
+        "hashes": list(by_hash),
+        "n_hashes": len(by_hash),
+        "now": now,
+        "cancelled": JobStatus.CANCELLED.value,
+        "r_hashes": [hash_of[r.token] for r in last.values()],
+        "steps": [r.step for r in last.values()],
+        "losses": [json.dumps(list(r.losses)) for r in last.values()],
+    }
+    fresh = not session.in_transaction()
+    driver = session.connection().connection.driver_connection
+    own_transaction = (
+        fresh
+        and isinstance(driver, psycopg.Connection)
+        and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     )
+    if own_transaction:
+        # psycopg switches autocommit on the client alone while no transaction is open; it
+        # is switched back before the connection can be used for anything else.
+        driver.autocommit = True
+        try:
+            rows = session.execute(_REPORTS_FAST_PG, params).all()
+        finally:
+            driver.autocommit = False
+    else:
+        rows = session.execute(_REPORTS_FAST_PG, params).all()
     leases: dict[str, HeldLease] = {}
     stored = False
-    for row in result:
+    for row in rows:
         token = by_hash[row.token_hash]
         stored = bool(row.stored)
         leases[token] = HeldLease(
@@ -215,7 +238,7 @@ def _record_reports_pg(
             job_status=row.status,
             trial_state=row.state,
         )
-    return leases, stored
+    return leases, stored, own_transaction
 
 
 def complete(
