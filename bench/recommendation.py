@@ -141,13 +141,13 @@ def _our_job(task: Any) -> tuple[ACPropConfig | None, dict[str, Any]]:
         configs = [ACPropConfig(**c) for _, c in population]
         final = _train(task, configs, JOB_SEEDS)
         done = []
-        for k, (number, config) in enumerate(population):
+        for k, (number, params) in enumerate(population):
             losses, diverged = _seed_results(final, k)
-            outcomes.append(TrialOutcome(number, config, tuple(losses), tuple(diverged)))
+            outcomes.append(TrialOutcome(number, params, tuple(losses), tuple(diverged)))
             o = _judge(final, k)
             done.append(
                 TrialSnapshot(
-                    number, o.state, config, o.value, o.last_finite_loss, o.diverged_at_step
+                    number, o.state, params, o.value, o.last_finite_loss, o.diverged_at_step
                 )
             )
         mirror.sync(done)
