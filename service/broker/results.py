@@ -211,7 +211,7 @@ def _record_reports_pg(
         and isinstance(driver, psycopg.Connection)
         and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     )
-    if own_transaction:
+    if own_transaction and isinstance(driver, psycopg.Connection):  # (narrows for mypy)
         # psycopg switches autocommit on the client alone while no transaction is open; it
         # is switched back before the connection can be used for anything else.
         driver.autocommit = True
