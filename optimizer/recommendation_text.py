@@ -28,7 +28,8 @@ def describe(rec: Mapping[str, Any]) -> str:
         f"  learning rates within {rec['tolerance']:.0%} of the best: [{lo:.3g}, {hi:.3g}]"
     )
     lines.append(
-        f"  divergence edge here about {edge:.3g}; kept a factor {rec['margin']:g} below it"
+        f"  divergence edge here about {edge:.3g}; "
+        f"the recommendation stays a factor {rec['margin']:g} or more below it"
         if edge
         else "  no comparable trial diverged"
     )
