@@ -41,8 +41,8 @@ from typing import Any
 import httpx
 import optuna
 from pydantic import SecretStr
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from bench._postgres import fresh_database
 
 NAME = "broker"
 TITLE = "Broker: server cost per trial vs Optuna's RDBStorage, and trials/s with 8 workers"
@@ -66,31 +66,14 @@ SPACE: dict[str, Any] = {
 }
 
 
-def _server_url() -> str:
-    return (
-        os.environ.get("ACPROP_TUNER_BENCH_POSTGRES_URL")
-        or os.environ.get("ACPROP_TUNER_TEST_POSTGRES_URL")
-        or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    )
-
-
 @contextmanager
 def _fresh_database() -> Iterator[str]:
+    """A new database, migrated."""
     from service.db.migrate import upgrade
 
-    server = make_url(_server_url())
-    name = f"acprop_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
+    with fresh_database() as url:
         upgrade(url)
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _settings(url: str) -> Any:

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +31,8 @@ from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from bench._postgres import fresh_database
 
 NAME = "worker"
 TITLE = "Worker: trials/s of real worker processes vs a naive Optuna objective (mlp-digits)"
@@ -43,29 +43,6 @@ SERVICE_TRIALS = 96
 NAIVE_TRIALS = 16
 CONFIGS = ({"workers": 1, "capacity": 8}, {"workers": 1, "capacity": 16})
 SPACE = {"learning_rate": {"low": 1e-4, "high": 3e-3, "log": True}, "eps_root": {"value": 1e-8}}
-
-
-def _server_url() -> str:
-    return (
-        os.environ.get("ACPROP_TUNER_BENCH_POSTGRES_URL")
-        or os.environ.get("ACPROP_TUNER_TEST_POSTGRES_URL")
-        or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    )
-
-
-@contextmanager
-def _fresh_database() -> Iterator[str]:
-    server = make_url(_server_url())
-    name = f"acprop_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _cli(args: list[str], env: dict[str, str]) -> str:
@@ -110,7 +87,7 @@ def _server(env: dict[str, str]) -> Iterator[str]:
 
 
 def _bench_service(workers: int, capacity: int) -> dict[str, Any]:
-    with _fresh_database() as url, tempfile.TemporaryDirectory() as cache:
+    with fresh_database() as url, tempfile.TemporaryDirectory() as cache:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACPROP_TUNER_")}
         env.update(
             {
@@ -233,7 +210,7 @@ def _bench_naive() -> dict[str, Any]:
                 trial.report(float(loss), t)
         return float(loss)
 
-    with _fresh_database() as url:
+    with fresh_database() as url:
         storage = optuna.storages.RDBStorage(url)
         study = optuna.create_study(storage=storage, sampler=optuna.samplers.TPESampler(seed=0))
         study.optimize(objective, n_trials=1)  # warm-up: imports, first XLA initialisation
