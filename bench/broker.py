@@ -14,7 +14,8 @@ finished trials.
 - ``broker over HTTP``: the same calls through a real uvicorn server, one client; what a
   worker waits for, HTTP included.
 - ``optuna_rdb``: ``study.ask`` / 20 x ``trial.report`` / ``study.tell`` on ``RDBStorage`` at
-  the same study size: what a plain Optuna deployment costs per trial.
+  the same study size: what a plain Optuna deployment costs per trial. Two of its trials run
+  after every broker round, so both are measured over the same minutes of a shared machine.
 - ``throughput``: a uvicorn server process and 8 worker threads (lease K -> complete at once)
   on a fresh job; completed trials per second over the whole job.
 """
@@ -51,8 +52,8 @@ STUDY_SIZE = 1_000
 REPORTS = 20
 K_VALUES = (8, 16, 64)
 SUMMARY_K = 16  # the headline: a CPU worker's population; GPU workers lease 64 and more
-TRIALS_PER_K = 96  # measured trials per K (after one warm-up round)
-OPTUNA_TRIALS = 30
+TRIALS_PER_K = 128  # measured trials per K (after one warm-up round)
+OPTUNA_PER_ROUND = 2  # Optuna RDB trials run after each broker round (52 in all)
 THROUGHPUT_TRIALS = 1_000
 THROUGHPUT_WORKERS = 8
 THROUGHPUT_K = 8
@@ -189,7 +190,9 @@ def _fill(broker: Any, tenant_id: uuid.UUID, n: int, rng: random.Random) -> None
         done += len(grants.grants)
 
 
-def _bench_broker(url: str, profile: bool) -> dict[str, Any]:
+def _bench_broker(url: str, profile: bool, optuna_loop: _OptunaRdbLoop) -> dict[str, Any]:
+    """The broker's rounds for each K, with `OPTUNA_PER_ROUND` of Optuna's trials run after
+    each round (outside the broker's timing)."""
     from fastapi.testclient import TestClient
 
     from service.app import create_app
@@ -209,7 +212,14 @@ def _bench_broker(url: str, profile: bool) -> dict[str, Any]:
             profiler = cProfile.Profile() if profile and k == SUMMARY_K else None
             if profiler:
                 profiler.enable()
-            rounds = [_round(broker, tenant_id, k, rng) for _ in range(TRIALS_PER_K // k)]
+            rounds = []
+            for _ in range(TRIALS_PER_K // k):
+                rounds.append(_round(broker, tenant_id, k, rng))
+                if profiler:
+                    profiler.disable()
+                optuna_loop.run(OPTUNA_PER_ROUND)
+                if profiler:
+                    profiler.enable()
             if profiler:
                 profiler.disable()
                 text_ = io.StringIO()
@@ -413,54 +423,68 @@ def _bench_throughput(base: str, url: str) -> dict[str, Any]:
 # -- Optuna's own loop ---------------------------------------------------------------------
 
 
-def _bench_optuna_rdb(url: str, rng: random.Random) -> dict[str, Any]:
-    from optimizer.sampling import search_space
+class _OptunaRdbLoop:
+    """Optuna's own path, run a few trials at a time between the broker's rounds (so that
+    both see the same load on a shared machine): ``study.ask`` / 20 x ``trial.report`` /
+    ``study.tell`` on ``RDBStorage``, on a study that starts with the same 1,000 trials."""
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dists = search_space({"space": SPACE}).distributions
-    from sqlalchemy.orm import Session
+    def __init__(self, url: str, rng: random.Random) -> None:
+        from sqlalchemy.orm import Session
 
-    from service.broker.optuna_bulk import bulk_create_trials
+        from optimizer.sampling import search_space
+        from service.broker.optuna_bulk import bulk_create_trials
 
-    storage = optuna.storages.RDBStorage(url)
-    study = optuna.create_study(storage=storage, sampler=optuna.samplers.TPESampler(seed=0))
-    fill = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(STUDY_SIZE):
-        trial = fill.ask(dists)
-        fill.tell(trial, rng.random())
-    # Setup only (the same rows `add_trials` would write, in seconds rather than a minute).
-    with Session(storage.engine) as session:
-        bulk_create_trials(session, study._study_id, fill.get_trials(deepcopy=False))
-        session.commit()
-    phases = {"ask": 0.0, "report": 0.0, "tell": 0.0}
-    t_start = time.perf_counter()
-    for _ in range(OPTUNA_TRIALS):
-        t0 = time.perf_counter()
-        trial = study.ask(dists)
-        t1 = time.perf_counter()
-        for step in range(5, 5 * REPORTS + 1, 5):
-            trial.report(rng.random(), step)
-        t2 = time.perf_counter()
-        study.tell(trial, rng.random())
-        t3 = time.perf_counter()
-        phases["ask"] += t1 - t0
-        phases["report"] += t2 - t1
-        phases["tell"] += t3 - t2
-    total = time.perf_counter() - t_start
-    storage.engine.dispose()
-    return {
-        "trials": OPTUNA_TRIALS,
-        "ms_per_trial": 1000 * total / OPTUNA_TRIALS,
-        **{f"{k}_ms_per_trial": 1000 * v / OPTUNA_TRIALS for k, v in phases.items()},
-    }
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._dists = search_space({"space": SPACE}).distributions
+        self._rng = rng
+        self._storage = optuna.storages.RDBStorage(url)
+        self._study = optuna.create_study(
+            storage=self._storage, sampler=optuna.samplers.TPESampler(seed=0)
+        )
+        fill = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(STUDY_SIZE):
+            trial = fill.ask(self._dists)
+            fill.tell(trial, rng.random())
+        # Setup only (the same rows `add_trials` would write, in seconds rather than a minute).
+        with Session(self._storage.engine) as session:
+            bulk_create_trials(session, self._study._study_id, fill.get_trials(deepcopy=False))
+            session.commit()
+        self.trials = 0
+        self.phases = {"ask": 0.0, "report": 0.0, "tell": 0.0}
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            trial = self._study.ask(self._dists)
+            t1 = time.perf_counter()
+            for step in range(5, 5 * REPORTS + 1, 5):
+                trial.report(self._rng.random(), step)
+            t2 = time.perf_counter()
+            self._study.tell(trial, self._rng.random())
+            t3 = time.perf_counter()
+            self.phases["ask"] += t1 - t0
+            self.phases["report"] += t2 - t1
+            self.phases["tell"] += t3 - t2
+            self.trials += 1
+
+    def result(self) -> dict[str, Any]:
+        self._storage.engine.dispose()
+        n = max(self.trials, 1)
+        return {
+            "trials": self.trials,
+            "interleaved_with_broker_rounds": True,
+            "ms_per_trial": 1000 * sum(self.phases.values()) / n,
+            **{f"{k}_ms_per_trial": 1000 * v / n for k, v in self.phases.items()},
+        }
 
 
 def run() -> dict[str, Any]:
     profile = os.environ.get("ACPROP_TUNER_BENCH_PROFILE") == "1"
     rng = random.Random(0)
     with _fresh_database() as url:
-        broker = _bench_broker(url, profile)
-        optuna_rdb = _bench_optuna_rdb(url, rng)
+        optuna_loop = _OptunaRdbLoop(url, rng)
+        broker = _bench_broker(url, profile, optuna_loop)
+        optuna_rdb = optuna_loop.result()
         tpe_ms = _tpe_ask_ms(rng)
         with _uvicorn(url) as base:
             http = _bench_http(base, url, SUMMARY_K, rng)
@@ -515,7 +539,8 @@ def markdown(result: dict[str, Any]) -> str:
         "broker's cost is the lease, report and complete use-cases of a worker of capacity K "
         "(one lease call, 20 report calls of K reports, one complete call that also writes the "
         "K trials into the job's Optuna study), timed in the API process; Optuna's is "
-        "`ask` / 20 x `report` / `tell` on `RDBStorage` at the same study size.",
+        "`ask` / 20 x `report` / `tell` on `RDBStorage` at the same study size, two trials "
+        "after each broker round (both measured over the same minutes of the machine).",
         "",
         "| path | ms per trial | lease ms/call | report ms/call | complete ms/call |",
         "|---|---:|---:|---:|---:|",

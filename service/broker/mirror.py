@@ -23,9 +23,7 @@ import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.storages import InMemoryStorage
@@ -33,6 +31,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from optimizer.sampling import StudySpace
 from optimizer.trial_outcome import divergence_penalty
+from service.broker import tpe_speedups
 
 __all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "AskedTrial", "StudyMirror", "TrialSnapshot"]
 
@@ -69,69 +68,6 @@ def _contains(dist: BaseDistribution, value: float) -> bool:
     return True
 
 
-class _InternalReprCache:
-    """TPE's `_get_internal_repr` with each finished trial's converted parameters kept.
-
-    TPE converts the parameters of every trial of the study into arrays twice per ask (for
-    the below and the above group): at a thousand trials that is thousands of
-    `to_internal_repr` calls per ask, the same for every ask, since a finished trial's
-    parameters never change. This does the same conversion once per (trial, search space)
-    and builds the same arrays from the kept values, so the sampler's proposals are exactly
-    those of Optuna's own method (tests/unit/test_broker_mirror.py compares them). Trials not
-    yet finished are converted on every call, as Optuna does. Keyed by the in-memory
-    storage's trial ids: `clear` on every new storage.
-    """
-
-    def __init__(self, sampler: optuna.samplers.TPESampler) -> None:
-        self._sampler = sampler
-        # search space -> trial id -> converted parameters (None: the trial lacks some)
-        self._kept: dict[tuple[tuple[str, BaseDistribution], ...], dict[int, tuple | None]] = {}
-
-    def clear(self) -> None:
-        self._kept.clear()
-
-    def __call__(
-        self,
-        trials: list[FrozenTrial],
-        search_space: dict[str, BaseDistribution],
-        study: optuna.Study,
-    ) -> dict[str, np.ndarray]:
-        space = tuple(search_space.items())
-        kept = self._kept.setdefault(space, {})
-        rows = []
-        for trial in trials:
-            tid = trial._trial_id
-            if tid in kept:
-                row = kept[tid]
-            else:
-                row = self._convert(trial, space, study)
-                if trial.state.is_finished():
-                    kept[tid] = row
-            if row is not None:
-                rows.append(row)
-        return {name: np.asarray([row[i] for row in rows]) for i, (name, _) in enumerate(space)}
-
-    def _convert(
-        self, trial: FrozenTrial, space: tuple[tuple[str, BaseDistribution], ...], study: Any
-    ) -> tuple | None:
-        # As TPESampler._get_internal_repr: a trial lacking a parameter of the space is left out.
-        params = self._sampler._get_params(trial, study)
-        if not all(name in params for name, _ in space):
-            return None
-        return tuple(dist.to_internal_repr(params[name]) for name, dist in space)
-
-
-def _with_repr_cache(sampler: optuna.samplers.BaseSampler) -> _InternalReprCache | None:
-    """Install the cache on a TPE sampler of the Optuna version it was written against."""
-    if type(sampler) is not optuna.samplers.TPESampler or not all(
-        callable(getattr(sampler, name, None)) for name in ("_get_internal_repr", "_get_params")
-    ):
-        return None
-    cache = _InternalReprCache(sampler)
-    sampler._get_internal_repr = cache  # type: ignore[method-assign]
-    return cache
-
-
 class StudyMirror:
     """An in-memory Optuna study kept in step with one job's trials.
 
@@ -151,7 +87,7 @@ class StudyMirror:
         self.space = space
         self.lock = threading.Lock()
         self._sampler = sampler
-        self._repr_cache = _with_repr_cache(sampler)
+        self._speedups = tpe_speedups.install(sampler)
         self._pruner = pruner
         self._steps = steps
         self._snapshots: dict[int, TrialSnapshot] = {}
@@ -233,8 +169,8 @@ class StudyMirror:
         """(Re)build the in-memory study from the snapshots: finished trials first, so that
         every divergence penalty is computed against all finished losses."""
         self._storage = InMemoryStorage()
-        if self._repr_cache is not None:
-            self._repr_cache.clear()  # keyed by this storage's trial ids
+        if self._speedups is not None:
+            self._speedups.clear()  # keyed by this storage's trial ids
         self._study = optuna.create_study(
             storage=self._storage, sampler=self._sampler, pruner=self._pruner
         )

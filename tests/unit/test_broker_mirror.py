@@ -185,16 +185,19 @@ def test_mirror_pruner_stops_a_bad_running_trial() -> None:
     assert not mirror.should_prune(11, {10: 0.15, 20: 0.05})
 
 
-def test_tpe_internal_repr_cache_keeps_the_proposals() -> None:
-    """The mirror's cache of converted parameters changes nothing TPE proposes: a mirror
-    whose sampler runs Optuna's own conversion asks exactly the same configurations, across
-    finished, diverged, pruned, failed, running and out-of-range rows, and a rebuild."""
+def test_tpe_speedups_keep_the_proposals() -> None:
+    """The mirror's TPE speed-ups (tpe_speedups.py) change nothing TPE proposes: a mirror
+    whose sampler runs Optuna's own conversion and acquisition asks exactly the same
+    configurations, across finished, diverged, pruned, failed, running and out-of-range rows,
+    and a rebuild."""
     import random
 
     spec = {**SPEC, "seed": 3}
     cached, plain = make_mirror(spec), make_mirror(spec)
-    assert cached._repr_cache is not None
-    del plain._sampler._get_internal_repr  # back to TPESampler's own method
+    assert cached._speedups is not None
+    del plain._sampler._get_internal_repr  # back to TPESampler's own methods
+    del plain._sampler._compute_acquisition_func
+    del plain._sampler._sample
     rng = random.Random(7)
     snaps = []
     for i in range(40):
@@ -235,4 +238,5 @@ def test_tpe_internal_repr_cache_keeps_the_proposals() -> None:
             next_id += 1
             for mirror in (cached, plain):
                 mirror.sync([worst])
-    assert cached._repr_cache._kept
+    assert cached._sampler._get_internal_repr._kept
+    assert cached._sampler._sample._key is not None

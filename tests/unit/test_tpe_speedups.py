@@ -1,0 +1,129 @@
+"""The exact TPE speed-ups of the job mirrors: same densities and same proposals as Optuna."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import optuna
+import pytest
+from optuna.samplers._tpe import _truncnorm
+
+from service.broker import tpe_speedups
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {
+    "learning_rate": optuna.distributions.FloatDistribution(1e-5, 1.0, log=True),
+    "b1": optuna.distributions.FloatDistribution(0.8, 0.99),
+    "b2": optuna.distributions.FloatDistribution(0.9, 0.9999),
+    "eps_root": optuna.distributions.FloatDistribution(1e-16, 1e-6, log=True),
+}
+
+
+def test_log_gauss_mass_matches_optuna_in_both_tails() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-40, 40, 20_000)
+    b = a + 10 ** rng.uniform(-6, 2, a.size)
+    ours, theirs = tpe_speedups.log_gauss_mass(a, b), _truncnorm._log_gauss_mass(a, b)
+    finite = np.isfinite(theirs)
+    assert finite.mean() > 0.95
+    assert np.array_equal(np.isfinite(ours), finite)
+    np.testing.assert_allclose(ours[finite], theirs[finite], rtol=1e-9, atol=1e-12)
+    # The three cases: left tail, right tail, straddling zero.
+    np.testing.assert_allclose(
+        tpe_speedups.log_gauss_mass(np.array([-30.0, 25.0, -1.0]), np.array([-29.0, 26.0, 2.0])),
+        _truncnorm._log_gauss_mass(np.array([-30.0, 25.0, -1.0]), np.array([-29.0, 26.0, 2.0])),
+        rtol=1e-12,
+    )
+
+
+def _study(n: int, seed: int, space: dict = SPACE) -> optuna.Study:
+    """A study of `n` trials: complete, pruned (with intermediate losses) and running ones."""
+    rng = random.Random(seed)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for i in range(n):
+        trial = study.ask(space)
+        if i % 7 == 3:
+            trial.report(rng.random(), 10)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif i % 11 != 5:  # every 11th stays running
+            study.tell(trial, rng.random())
+    return study
+
+
+@pytest.mark.parametrize("n_trials", [12, 300])
+def test_mixture_log_pdf_matches_optuna(n_trials: int) -> None:
+    """On the below and above estimators TPE builds, at candidates inside and outside the
+    bounds: the same log densities as `_ParzenEstimator.log_pdf`."""
+    study = _study(n_trials, seed=n_trials)
+    sampler = optuna.samplers.TPESampler(seed=1)
+    trials = study.get_trials(deepcopy=False)
+    half = len(trials) // 4
+    rng = np.random.RandomState(3)
+    for group, below in ((trials[:half], True), (trials[half:], False)):
+        estimator = sampler._build_parzen_estimator(study, SPACE, group, handle_below=below)
+        samples = estimator.sample(rng, 64)
+        samples["b1"][:3] = [0.5, 0.995, 0.8]  # two outside the bounds, one on the edge
+        ours = tpe_speedups.mixture_log_pdf(estimator, samples)
+        theirs = estimator.log_pdf(samples)
+        assert ours is not None
+        assert np.array_equal(np.isneginf(ours), np.isneginf(theirs))
+        assert np.isneginf(ours).sum() == 2
+        inside = np.isfinite(theirs)
+        np.testing.assert_allclose(ours[inside], theirs[inside], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        SPACE,
+        # A categorical and a stepped parameter: their estimators fall back to Optuna's code.
+        {
+            **SPACE,
+            "schedule": optuna.distributions.CategoricalDistribution(["cosine", "constant"]),
+            "warmup": optuna.distributions.IntDistribution(0, 100, step=10),
+        },
+    ],
+    ids=["continuous", "mixed"],
+)
+def test_sampler_with_speedups_proposes_exactly_what_optuna_does(space: dict) -> None:
+    """Hundreds of asks, pending-aware, with trials finishing in between: identical proposals."""
+    proposals = []
+    for install in (False, True):
+        study = _study(200, seed=5, space=space)
+        sampler = optuna.samplers.TPESampler(seed=9)
+        study.sampler = sampler
+        if install:
+            assert tpe_speedups.install(sampler) is not None
+        rng = random.Random(1)
+        asked = []
+        for i in range(150):
+            trial = study.ask(space)
+            asked.append(trial.params)
+            if i % 3 == 0:
+                study.tell(trial, rng.random())
+        proposals.append(asked)
+    assert proposals[0] == proposals[1]
+
+
+def test_mixed_space_estimators_fall_back() -> None:
+    space = {**SPACE, "schedule": optuna.distributions.CategoricalDistribution(["a", "b"])}
+    study = _study(30, seed=2, space=space)
+    sampler = optuna.samplers.TPESampler(seed=1)
+    estimator = sampler._build_parzen_estimator(
+        study, space, study.get_trials(deepcopy=False), handle_below=True
+    )
+    assert (
+        tpe_speedups.mixture_log_pdf(estimator, estimator.sample(np.random.RandomState(0), 4))
+        is None
+    )
+
+
+def test_install_only_on_a_plain_tpe_sampler() -> None:
+    assert tpe_speedups.install(optuna.samplers.RandomSampler()) is None
+
+    class MyTPE(optuna.samplers.TPESampler):
+        pass
+
+    assert tpe_speedups.install(MyTPE()) is None
