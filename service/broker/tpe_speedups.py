@@ -14,11 +14,12 @@ needs:
   only on the components, so `fast_acquisition` computes them once per component and the
   per-candidate part is one squared distance (`mixture_log_pdf`).
 
-Both give the same proposals as Optuna's own methods (tests/unit/test_tpe_speedups.py asks
-hundreds of configurations both ways and compares them; the log densities agree to 1e-9).
-They are installed only on a plain `TPESampler` whose private methods have the shapes they
-were written against, and fall back to Optuna's code for anything else (categorical or
-stepped parameters).
+They give the same proposals as Optuna's own methods (tests/unit/test_tpe_speedups.py asks
+hundreds of configurations both ways and compares them; the log densities agree to 1e-9,
+narrow ranges far from 0 included).
+They are installed only on a plain `TPESampler` of an Optuna version they were checked
+against (`TESTED_OPTUNA`) with Optuna's own Parzen estimator, and fall back to Optuna's code
+for anything else (categorical or stepped parameters, several objectives, no constant liar).
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ __all__ = [
 ]
 
 _LOG_NORM_C = 0.5 * math.log(2 * math.pi)  # log of the normal density's constant
+#: Optuna versions whose TPE internals these were checked against (tests compare proposals).
+TESTED_OPTUNA = ("5.0.",)
 
 try:  # Optuna's private TPE internals; without them the sampler runs unchanged.
+    from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
     from optuna.samplers._tpe.probability_distributions import (
         _BatchedTruncLogNormDistributions,
         _BatchedTruncNormDistributions,
@@ -56,7 +60,7 @@ try:  # Optuna's private TPE internals; without them the sampler runs unchanged.
     )
 except ImportError:  # pragma: no cover - another Optuna version
     _CONTINUOUS = ()
-    _split_trials = default_gamma = None  # type: ignore[assignment]
+    _split_trials = default_gamma = _ParzenEstimator = None  # type: ignore[assignment,misc]
 
 
 class InternalReprCache:
@@ -131,6 +135,10 @@ def mixture_log_pdf(estimator: Any, samples: dict[str, np.ndarray]) -> np.ndarra
     sigma = np.stack([np.asarray(d.sigma, dtype=np.float64) for d in dists], axis=1)
     low = np.array([d.adapted_low for d in dists], dtype=np.float64)
     high = np.array([d.adapted_high for d in dists], dtype=np.float64)
+    # Centred on each range's midpoint first: for a narrow range far from 0 (b2 in
+    # [0.99999, 0.999999]) the expanded square below would otherwise cancel most digits.
+    centre = 0.5 * (low + high)
+    xc, mu_c = x - centre, mu - centre
     inv_var = sigma**-2
     log_mass = log_gauss_mass((low - mu) / sigma, (high - mu) / sigma)  # (k, d)
     with np.errstate(divide="ignore"):
@@ -138,7 +146,11 @@ def mixture_log_pdf(estimator: Any, samples: dict[str, np.ndarray]) -> np.ndarra
     const = log_weights - (np.log(sigma) + log_mass).sum(axis=1) - len(dists) * _LOG_NORM_C
     # |z|^2 = sum_d (x_d - mu_kd)^2 / sigma_kd^2, expanded into three matrix products: one
     # pass over (candidates x components) instead of several over (... x parameters).
-    sq = (x * x) @ inv_var.T - 2.0 * x @ (mu * inv_var).T + (mu * mu * inv_var).sum(axis=1)[None, :]
+    sq = (
+        (xc * xc) @ inv_var.T
+        - 2.0 * xc @ (mu_c * inv_var).T
+        + (mu_c * mu_c * inv_var).sum(axis=1)[None, :]
+    )
     log_p = const[None, :] - 0.5 * np.maximum(sq, 0.0)
     inside = ((x >= low) & (x <= high)).all(axis=1)
     log_p[~inside] = -np.inf
@@ -202,7 +214,7 @@ class SplitCachingSample:
         self._above_numbers: list[int] = []
 
     def clear(self) -> None:
-        self._key, self._split, self._below = None, ([], []), {}
+        self._key, self._split, self._below, self._above_numbers = None, ([], []), {}, []
 
     def __call__(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -220,7 +232,7 @@ class SplitCachingSample:
         n_below = sampler._gamma(len(finished))
         # Within one storage (`clear` comes with every new one) trials only ever finish, so
         # the number of finished trials names the set.
-        key = (n_below, len(finished))
+        key = (id(study._storage), n_below, len(finished))
         if key != self._key:
             self._key, self._below = key, {}
             self._split = _split_trials(study, finished, n_below)
@@ -272,8 +284,13 @@ class _Installed:
 
 
 def install(sampler: optuna.samplers.BaseSampler) -> _Installed | None:
-    """Install the speed-ups on a plain TPE sampler of the Optuna version they were written
-    against; returns a handle to `clear` with each new storage, or None (not installed)."""
+    """Install the speed-ups on a plain TPE sampler of an Optuna version they were checked
+    against (`TESTED_OPTUNA`); returns a handle to `clear` with each new storage, or None:
+    then the sampler runs Optuna's own code, slower and otherwise the same. Installing twice
+    on one sampler returns the first handle."""
+    installed = getattr(sampler, "_acprop_tuner_speedups", None)
+    if isinstance(installed, _Installed):
+        return installed
     wanted = (
         "_get_internal_repr",
         "_get_params",
@@ -282,15 +299,23 @@ def install(sampler: optuna.samplers.BaseSampler) -> _Installed | None:
         "_build_parzen_estimator",
         "_compare",
     )
-    if type(sampler) is not optuna.samplers.TPESampler or not all(
-        callable(getattr(sampler, name, None)) for name in wanted
+    if (
+        type(sampler) is not optuna.samplers.TPESampler
+        or not optuna.__version__.startswith(TESTED_OPTUNA)
+        or not all(callable(getattr(sampler, name, None)) for name in wanted)
+        or not all(hasattr(sampler, a) for a in ("_constant_liar", "_gamma", "_rng"))
     ):
         return None
     cache = InternalReprCache(sampler)
     sampler._get_internal_repr = cache  # type: ignore[method-assign]
-    if not _CONTINUOUS:
-        return _Installed(cache)
-    sampler._compute_acquisition_func = fast_acquisition  # type: ignore[method-assign,assignment]
-    split = SplitCachingSample(sampler)
-    sampler._sample = split  # type: ignore[method-assign]
-    return _Installed(cache, split)
+    parts: list[Any] = [cache]
+    # The acquisition reads Optuna's own estimator's internals; a custom estimator class
+    # (the sampler's documented extension point) keeps Optuna's code.
+    if _CONTINUOUS and getattr(sampler, "_parzen_estimator_cls", None) is _ParzenEstimator:
+        sampler._compute_acquisition_func = fast_acquisition  # type: ignore[method-assign,assignment]
+        split = SplitCachingSample(sampler)
+        sampler._sample = split  # type: ignore[method-assign]
+        parts.append(split)
+    handle = _Installed(*parts)
+    sampler._acprop_tuner_speedups = handle  # type: ignore[attr-defined]
+    return handle

@@ -240,3 +240,33 @@ def test_tpe_speedups_keep_the_proposals() -> None:
                 mirror.sync([worst])
     assert cached._sampler._get_internal_repr._kept
     assert cached._sampler._sample._key is not None
+
+
+def test_tpe_speedups_follow_a_rebuild_with_as_many_finished_trials() -> None:
+    """A finished row edited in the table rebuilds the mirror with the same number of finished
+    trials: the kept split must not survive it (the proposals still match Optuna's)."""
+    import random
+
+    spec = {**SPEC, "seed": 5}
+    fast, plain = make_mirror(spec), make_mirror(spec)
+    for name in ("_get_internal_repr", "_compute_acquisition_func", "_sample"):
+        delattr(plain._sampler, name)
+    rng = random.Random(3)
+    snaps = [
+        TrialSnapshot(
+            i,
+            "complete",
+            {"learning_rate": 10 ** rng.uniform(-5, 0), "b2": rng.uniform(0.9, 0.9999)},
+            value=rng.random(),
+        )
+        for i in range(30)
+    ]
+    worst = max(snaps, key=lambda s: s.value or 0.0)
+    edited = TrialSnapshot(worst.trial_id, "complete", worst.params, value=-1.0)  # now the best
+    asked = []
+    for mirror in (fast, plain):
+        mirror.sync(snaps)
+        first = [a.config for a in mirror.ask(3)]
+        mirror.sync([edited])
+        asked.append((first, [a.config for a in mirror.ask(3)]))
+    assert asked[0] == asked[1]

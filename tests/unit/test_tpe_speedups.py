@@ -52,17 +52,28 @@ def _study(n: int, seed: int, space: dict = SPACE) -> optuna.Study:
     return study
 
 
-@pytest.mark.parametrize("n_trials", [12, 300])
-def test_mixture_log_pdf_matches_optuna(n_trials: int) -> None:
+# Narrow ranges far from 0, where an expanded square would cancel most digits.
+NARROW = {
+    "b2": optuna.distributions.FloatDistribution(0.99999, 0.999999),
+    "offset": optuna.distributions.FloatDistribution(1e6, 1e6 + 1),
+    "log_narrow": optuna.distributions.FloatDistribution(1e3, 1.01e3, log=True),
+    "b1": optuna.distributions.FloatDistribution(0.8, 0.99),
+}
+
+
+@pytest.mark.parametrize(
+    ("n_trials", "space"), [(12, SPACE), (300, SPACE), (300, NARROW)], ids=["12", "300", "narrow"]
+)
+def test_mixture_log_pdf_matches_optuna(n_trials: int, space: dict) -> None:
     """On the below and above estimators TPE builds, at candidates inside and outside the
     bounds: the same log densities as `_ParzenEstimator.log_pdf`."""
-    study = _study(n_trials, seed=n_trials)
+    study = _study(n_trials, seed=n_trials, space=space)
     sampler = optuna.samplers.TPESampler(seed=1)
     trials = study.get_trials(deepcopy=False)
     half = len(trials) // 4
     rng = np.random.RandomState(3)
     for group, below in ((trials[:half], True), (trials[half:], False)):
-        estimator = sampler._build_parzen_estimator(study, SPACE, group, handle_below=below)
+        estimator = sampler._build_parzen_estimator(study, space, group, handle_below=below)
         samples = estimator.sample(rng, 64)
         samples["b1"][:3] = [0.5, 0.995, 0.8]  # two outside the bounds, one on the edge
         ours = tpe_speedups.mixture_log_pdf(estimator, samples)
@@ -78,6 +89,7 @@ def test_mixture_log_pdf_matches_optuna(n_trials: int) -> None:
     "space",
     [
         SPACE,
+        NARROW,
         # A categorical and a stepped parameter: their estimators fall back to Optuna's code.
         {
             **SPACE,
@@ -85,10 +97,21 @@ def test_mixture_log_pdf_matches_optuna(n_trials: int) -> None:
             "warmup": optuna.distributions.IntDistribution(0, 100, step=10),
         },
     ],
-    ids=["continuous", "mixed"],
+    ids=["continuous", "narrow", "mixed"],
 )
-def test_sampler_with_speedups_proposes_exactly_what_optuna_does(space: dict) -> None:
+def test_sampler_with_speedups_proposes_exactly_what_optuna_does(
+    space: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Hundreds of asks, pending-aware, with trials finishing in between: identical proposals."""
+    fast_calls = []
+    fast = tpe_speedups.mixture_log_pdf
+
+    def counted(*args: object) -> object:
+        result = fast(*args)  # type: ignore[arg-type]
+        fast_calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(tpe_speedups, "mixture_log_pdf", counted)
     proposals = []
     for install in (False, True):
         study = _study(200, seed=5, space=space)
@@ -96,6 +119,7 @@ def test_sampler_with_speedups_proposes_exactly_what_optuna_does(space: dict) ->
         study.sampler = sampler
         if install:
             assert tpe_speedups.install(sampler) is not None
+            assert isinstance(sampler._sample, tpe_speedups.SplitCachingSample)
         rng = random.Random(1)
         asked = []
         for i in range(150):
@@ -105,6 +129,100 @@ def test_sampler_with_speedups_proposes_exactly_what_optuna_does(space: dict) ->
                 study.tell(trial, rng.random())
         proposals.append(asked)
     assert proposals[0] == proposals[1]
+    # The closed form ran where it applies (continuous spaces) and fell back elsewhere.
+    assert fast_calls and all(fast_calls) == ("schedule" not in space)
+
+
+@pytest.mark.parametrize(
+    "sampler_kwargs",
+    [{"constant_liar": False}, {"n_startup_trials": 3}],
+    ids=["no-constant-liar", "few-startup"],
+)
+def test_fallbacks_and_saturated_gamma_keep_the_proposals(sampler_kwargs: dict) -> None:
+    """Without constant liar (Optuna's own `_sample` runs), and on a study of 400 trials
+    (gamma saturated at 25 below) with many pruned ones, trials failing while running and
+    finishing out of order: identical proposals."""
+    proposals = []
+    for install in (False, True):
+        study = _study(400, seed=11)
+        sampler = optuna.samplers.TPESampler(seed=4, **sampler_kwargs)
+        study.sampler = sampler
+        if install:
+            assert tpe_speedups.install(sampler) is not None
+        rng = random.Random(2)
+        open_trials, asked = [], []
+        for i in range(90):
+            trial = study.ask(SPACE)
+            asked.append(trial.params)
+            open_trials.append(trial)
+            if i % 4 == 3:  # finish an older one first, then fail or prune another
+                study.tell(open_trials.pop(1), rng.random())
+                victim = open_trials.pop(0)
+                if i % 8 == 3:
+                    study.tell(victim, state=optuna.trial.TrialState.FAIL)
+                else:
+                    victim.report(rng.random() * 0.01, 10)  # pruned, ranked into "below"
+                    study.tell(victim, state=optuna.trial.TrialState.PRUNED)
+        proposals.append(asked)
+    assert proposals[0] == proposals[1]
+
+
+def test_multi_objective_study_keeps_optunas_sampling() -> None:
+    proposals = []
+    for install in (False, True):
+        study = optuna.create_study(
+            directions=["minimize", "minimize"], sampler=optuna.samplers.TPESampler(seed=3)
+        )
+        if install:
+            assert tpe_speedups.install(study.sampler) is not None
+        rng = random.Random(0)
+        asked = []
+        for _ in range(40):
+            trial = study.ask(SPACE)
+            asked.append(trial.params)
+            study.tell(trial, [rng.random(), rng.random()])
+        proposals.append(asked)
+    assert proposals[0] == proposals[1]
+
+
+def _fake(number: int) -> optuna.trial.FrozenTrial:
+    trial = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING)
+    trial.number = number
+    return trial
+
+
+@pytest.mark.parametrize(
+    "others",
+    [[], [0, 1], [50, 60], [3, 4, 7], [0, 4, 60]],
+    ids=["none", "below-all", "above-all", "between", "everywhere"],
+)
+def test_merge_by_number(others: list[int]) -> None:
+    ordered = [_fake(n) for n in (2, 5, 6, 8, 40)]
+    extra = [_fake(n) for n in others]
+    merged = tpe_speedups._merge_by_number(ordered, [t.number for t in ordered], extra)
+    assert [t.number for t in merged] == sorted(t.number for t in ordered + extra)
+
+
+def test_install_twice_returns_the_first_handle() -> None:
+    sampler = optuna.samplers.TPESampler(seed=0)
+    first = tpe_speedups.install(sampler)
+    assert first is not None and tpe_speedups.install(sampler) is first
+    assert isinstance(sampler._sample, tpe_speedups.SplitCachingSample)
+    assert sampler._sample._original.__func__ is optuna.samplers.TPESampler._sample
+
+
+def test_custom_estimator_or_untested_optuna_keeps_optunas_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class MyEstimator(tpe_speedups._ParzenEstimator):  # type: ignore[misc,name-defined]
+        pass
+
+    sampler = optuna.samplers.TPESampler(seed=0)
+    sampler._parzen_estimator_cls = MyEstimator
+    assert tpe_speedups.install(sampler) is not None
+    assert "_sample" not in vars(sampler) and "_compute_acquisition_func" not in vars(sampler)
+    monkeypatch.setattr(optuna, "__version__", "5.9.0")
+    assert tpe_speedups.install(optuna.samplers.TPESampler(seed=0)) is None
 
 
 def test_mixed_space_estimators_fall_back() -> None:
