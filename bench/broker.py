@@ -27,9 +27,7 @@ import io
 import os
 import pstats
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -44,6 +42,7 @@ import optuna
 from pydantic import SecretStr
 
 from bench._postgres import fresh_database
+from bench._server import free_port, server_process
 
 NAME = "broker"
 TITLE = "Broker: server cost per trial vs Optuna's RDBStorage, and trials/s with 8 workers"
@@ -270,11 +269,9 @@ def _tpe_ask_ms(rng: random.Random) -> dict[str, float]:
 
 
 @contextmanager
-def _uvicorn(url: str, *, log: Path | None = None) -> Iterator[str]:
+def _uvicorn(url: str) -> Iterator[str]:
     """`uvicorn --factory service.app:create_app` in its own process."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "ACPROP_TUNER_DATABASE_URL": url,
@@ -283,27 +280,10 @@ def _uvicorn(url: str, *, log: Path | None = None) -> Iterator[str]:
         "ACPROP_TUNER_QUOTA_ACTIVE_JOBS": "1000",
         "ACPROP_TUNER_LEASE_TTL_S": "600",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.1)
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    with server_process(argv, port, env) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def _http_keys(url: str) -> tuple[str, str]:

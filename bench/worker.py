@@ -33,6 +33,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from bench._postgres import fresh_database
+from bench._server import free_port, server_process
 
 NAME = "worker"
 TITLE = "Worker: trials/s of real worker processes vs a naive Optuna objective (mlp-digits)"
@@ -56,34 +57,12 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
 
 @contextmanager
 def _server(env: dict[str, str]) -> Iterator[str]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.1)
+    port = free_port()
+    argv = [*CLI, "serve", "--port", str(port)]
+    with server_process(
+        argv, port, env, ready_path="/readyz", start_timeout_s=120, stop_timeout_s=30
+    ) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def _bench_service(workers: int, capacity: int) -> dict[str, Any]:
