@@ -2,11 +2,14 @@
 
 A lease call asks the job's TPE sampler for K configurations, one after another (constant
 liar makes each see the ones before as running). At a study of a thousand trials each ask
-costs about 10 ms, nearly all of it in two places that do far more work than the answer
-needs:
+costs 9-10 ms, nearly all of it in work that is the same for every ask or more than the
+answer needs:
 
 - converting the parameters of every trial to arrays, twice per ask (the below and the
   above group), although a finished trial's parameters never change (`InternalReprCache`);
+- splitting every trial into the below and the above group, although between the K asks of
+  one lease call only the running trials change (`SplitCachingSample` keeps the split of
+  the finished ones, and the below estimator built from them alone);
 - the acquisition function: the log density of the below and above Parzen mixtures at the
   24 candidates. Optuna evaluates the truncated-normal log density element by element over
   (candidates x components x parameters), recomputing every component's normalising mass for
@@ -14,12 +17,13 @@ needs:
   only on the components, so `fast_acquisition` computes them once per component and the
   per-candidate part is one squared distance (`mixture_log_pdf`).
 
-They give the same proposals as Optuna's own methods (tests/unit/test_tpe_speedups.py asks
-hundreds of configurations both ways and compares them; the log densities agree to 1e-9,
-narrow ranges far from 0 included).
-They are installed only on a plain `TPESampler` of an Optuna version they were checked
-against (`TESTED_OPTUNA`) with Optuna's own Parzen estimator, and fall back to Optuna's code
-for anything else (categorical or stepped parameters, several objectives, no constant liar).
+Together they bring an ask to about 4 ms (bench/broker.py measures both) and give the same
+proposals as Optuna's own methods (tests/unit/test_tpe_speedups.py asks hundreds of
+configurations both ways and compares them; the log densities agree to 1e-9, narrow ranges
+far from 0 included). `install` puts them only on a plain `TPESampler` of an Optuna version
+they were checked against (`TESTED_OPTUNA`); the split and the acquisition also need
+Optuna's own Parzen estimator, and fall back to Optuna's code for anything else
+(categorical or stepped parameters, several objectives, no constant liar).
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy.special import log_ndtr, ndtr
 
 __all__ = [
+    "TESTED_OPTUNA",
+    "Installed",
     "InternalReprCache",
     "SplitCachingSample",
+    "fast_acquisition",
     "install",
     "log_gauss_mass",
     "mixture_log_pdf",
@@ -272,24 +279,24 @@ def _merge_by_number(
     return out
 
 
-class _Installed:
+class Installed:
     """What `install` put on a sampler; `clear` with every new storage."""
 
     def __init__(self, *parts: Any) -> None:
-        self._parts = [p for p in parts if p is not None]
+        self._parts = parts
 
     def clear(self) -> None:
         for part in self._parts:
             part.clear()
 
 
-def install(sampler: optuna.samplers.BaseSampler) -> _Installed | None:
+def install(sampler: optuna.samplers.BaseSampler) -> Installed | None:
     """Install the speed-ups on a plain TPE sampler of an Optuna version they were checked
     against (`TESTED_OPTUNA`); returns a handle to `clear` with each new storage, or None:
     then the sampler runs Optuna's own code, slower and otherwise the same. Installing twice
     on one sampler returns the first handle."""
     installed = getattr(sampler, "_acprop_tuner_speedups", None)
-    if isinstance(installed, _Installed):
+    if isinstance(installed, Installed):
         return installed
     wanted = (
         "_get_internal_repr",
@@ -303,7 +310,9 @@ def install(sampler: optuna.samplers.BaseSampler) -> _Installed | None:
         type(sampler) is not optuna.samplers.TPESampler
         or not optuna.__version__.startswith(TESTED_OPTUNA)
         or not all(callable(getattr(sampler, name, None)) for name in wanted)
-        or not all(hasattr(sampler, a) for a in ("_constant_liar", "_gamma", "_rng"))
+        or not all(
+            hasattr(sampler, a) for a in ("_constant_liar", "_gamma", "_rng", "_n_ei_candidates")
+        )
     ):
         return None
     cache = InternalReprCache(sampler)
@@ -316,6 +325,6 @@ def install(sampler: optuna.samplers.BaseSampler) -> _Installed | None:
         split = SplitCachingSample(sampler)
         sampler._sample = split  # type: ignore[method-assign]
         parts.append(split)
-    handle = _Installed(*parts)
+    handle = Installed(*parts)
     sampler._acprop_tuner_speedups = handle  # type: ignore[attr-defined]
     return handle
