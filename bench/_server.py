@@ -50,4 +50,8 @@ def server_process(
         yield base
     finally:
         proc.terminate()
-        proc.wait(stop_timeout_s)
+        try:
+            proc.wait(stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
