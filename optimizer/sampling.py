@@ -35,8 +35,8 @@ __all__ = [
 
 #: Optuna's default random startup trials of TPE, for jobs without a warm start.
 TPE_STARTUP_TRIALS = 10
-#: Warm-start trials from which TPE starts modelling at once (one per end and the middle of
-#: the learning-rate range at least).
+#: Warm-start trials from which TPE starts modelling at once (three learning rates at least:
+#: the slope, the valley and the divergent side of most problems).
 WARM_START_ENOUGH = 3
 
 
@@ -75,7 +75,8 @@ def build_sampler(
 
     TPE (the default) is Optuna 5's: multivariate over the searched settings and
     pending-aware by constant liar. After a warm start it skips the random startup trials:
-    the sweep already spans the learning-rate range at two ``eps_root`` levels, and on a
+    the sweep already spans the learning rates of most problems at two ``eps_root`` levels,
+    and on a
     synthetic problem with a moving divergence edge (docs/recommendation.md, "Sampling
     policy") 10 random startup trials cost share of trials near the optimum without
     teaching the sampler anything the sweep had not.

@@ -5,6 +5,15 @@ its search range at the default other settings. The sweep gives the sampler (and
 recommendation) the shape of loss against learning rate and the place where training
 diverges, at a cost of about a quarter of the budget.
 
+The points are at most a decade apart and centred on the paper's learning rate 1e-3 (shifted
+to stay inside the range): with few points, a sweep over the whole default range
+``[1e-5, 1]`` spends its points on the range's ends, where nearly every problem trains too
+slowly or diverges (an 18-trial job's 3 points per level were 1e-5, 3.2e-3 and 1), while the
+decades around 1e-3 (1e-4, 1e-3, 1e-2) show the slope, the valley and the edge of most
+problems. With enough points to cover the range at a decade apart or closer, the sweep
+spans the whole range, end points included. The choice was measured on the quality
+benchmark (docs/recommendation.md, "Warm start").
+
 Because ACProp's divergence edge depends strongly on ``eps_root`` (optax's default 1e-16 can
 blow up at learning rates far below the edge for 1e-8, see facts.md), a searched ``eps_root``
 is swept at two levels: the paper's 1e-8 and the lowest value of the range (optax's default
@@ -32,6 +41,10 @@ OPTAX_DEFAULTS: dict[str, float] = {
 }
 #: The eps inside the root of the paper's own CIFAR runs; it removes the early blow-up.
 PAPER_EPS_ROOT = 1e-8
+#: The paper's learning rate (Adam's), where the sweep is centred.
+PAPER_LEARNING_RATE = 1e-3
+#: Widest spacing of the sweep's learning rates, in decades.
+MAX_SPACING_DECADES = 1.0
 #: Share of the budget the sweep may spend, and the learning rates per eps_root level.
 MAX_SHARE = 0.25
 MIN_POINTS, MAX_POINTS = 3, 12
@@ -42,10 +55,19 @@ def _clamp(value: float, entry: Range) -> float:
 
 
 def _log_grid(low: float, high: float, n: int) -> list[float]:
-    if n == 1:
-        return [math.sqrt(low * high)]
+    """``n`` log-spaced points at most ``MAX_SPACING_DECADES`` apart, one of them (the
+    middle one, or the one below the middle) ``PAPER_LEARNING_RATE`` as far as the range
+    allows; the whole range, end points included, when the points cover it at that spacing
+    or closer."""
     a, b = math.log10(low), math.log10(high)
-    return [10.0 ** (a + (b - a) * i / (n - 1)) for i in range(n)]
+    if n == 1:
+        return [10.0 ** min(max(math.log10(PAPER_LEARNING_RATE), a), b)]
+    spacing = min(MAX_SPACING_DECADES, (b - a) / (n - 1))
+    start = math.log10(PAPER_LEARNING_RATE) - spacing * ((n - 1) // 2)
+    start = min(max(start, a), b - spacing * (n - 1))
+    points = [start + spacing * i for i in range(n)]
+    # Exactly the range's end points where the sweep reaches them (no rounding past them).
+    return [low if p <= a else high if p >= b else 10.0**p for p in points]
 
 
 def _lin_grid(low: float, high: float, n: int) -> list[float]:
@@ -60,8 +82,8 @@ def warm_start_configs(space: SearchSpace, n_trials: int) -> list[dict[str, floa
     Returns full configurations (every hyperparameter), at most ``MAX_SHARE * n_trials``
     of them but at least ``MIN_POINTS`` learning rates per ``eps_root`` level while the budget
     allows; empty when the learning rate is fixed or the budget is too small to sweep.
-    The grid's end points are the range's end points, so the sweep shows both the slow end
-    and the divergent end of the range.
+    The learning rates are log-spaced at most a decade apart around 1e-3 (see the module
+    docstring); with enough points they span the whole range.
     """
     lr = space.learning_rate
     if not isinstance(lr, Range) or n_trials < MIN_POINTS:

@@ -92,11 +92,11 @@ def test_job_followed_live_to_its_recommendation(browser: Any, site: Site) -> No
         expect(page.locator('[data-count="running"]')).to_have_text("0")
         expect(finished).to_have_text(f"7 / {N_TRIALS}")
 
-        more = worker.run(5)  # the rest of the sweep (5 diverge in all) and 2 sampled trials
+        more = worker.run(5)  # the rest of the sweep (3 of it diverge) and 2 sampled trials
         poll_now(page)
         complete = done["complete"] + held_done["complete"] + more["complete"]
         diverged = done["diverged"] + held_done["diverged"] + more["diverged"]
-        assert diverged >= 5
+        assert diverged >= 3
         expect(finished).to_have_text(f"12 / {N_TRIALS}")
         expect(page.locator('[data-count="diverged"]')).to_have_text(str(diverged))
         expect(scatter.locator("circle.pt")).to_have_count(complete)

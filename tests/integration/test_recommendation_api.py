@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -93,14 +94,14 @@ def test_warm_start_sweep_then_recommendation(
     job_id = r.json()["id"]
     url = f"/api/v1/jobs/{job_id}"
 
-    # The sweep is in the job before any worker asks: log-spaced over the default range, at
-    # two eps_root levels.
+    # The sweep is in the job before any worker asks: log-spaced a decade apart around 1e-3,
+    # at two eps_root levels.
     sweep = warm_start_configs(SearchSpace(), 40)
     trials = client.get(f"{url}/trials?limit=100", headers=user.headers).json()["trials"]
     assert [t["state"] for t in trials] == ["waiting"] * len(sweep)
     assert [t["params"] for t in trials] == sweep
     lrs = sorted({t["params"]["learning_rate"] for t in trials})
-    assert math.isclose(lrs[0], 1e-5) and math.isclose(lrs[-1], 1.0)
+    assert lrs == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
 
     r = client.get(f"{url}/recommendation", headers=user.headers)
     assert r.status_code == 409 and "no recommendation" in r.json()["detail"]

@@ -1,4 +1,5 @@
-"""The warm-start sweep: log-spaced learning rates over the range, both eps_root levels."""
+"""The warm-start sweep: log-spaced learning rates, at most a decade apart around 1e-3, at both
+eps_root levels."""
 
 from __future__ import annotations
 
@@ -13,7 +14,38 @@ from optimizer.space import Fixed, Range, SearchSpace
 from optimizer.warm_start import MAX_POINTS, PAPER_EPS_ROOT, warm_start_configs
 
 
-def test_default_space_sweeps_the_whole_range_at_both_eps_root_levels() -> None:
+def test_an_18_trial_job_sweeps_the_decades_around_the_papers_learning_rate() -> None:
+    configs = warm_start_configs(SearchSpace(), 18)
+    assert [c["learning_rate"] for c in configs] == pytest.approx(
+        [1e-4] * 2 + [1e-3] * 2 + [1e-2] * 2
+    )
+    assert [c["eps_root"] for c in configs] == [PAPER_EPS_ROOT, 1e-16] * 3
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [(1e-5, 1.0), (1e-6, 1e-3), (1e-3, 10.0), (1e-2, 1.0), (1e-7, 1e-5), (2e-4, 5e-4)],
+)
+@pytest.mark.parametrize("n_trials", [6, 12, 18, 24, 36, 48, 80])
+def test_points_are_at_most_a_decade_apart_inside_the_range_around_1e3(
+    low: float, high: float, n_trials: int
+) -> None:
+    configs = warm_start_configs(SearchSpace(learning_rate=Range(low, high, log=True)), n_trials)
+    lrs = sorted({c["learning_rate"] for c in configs})
+    assert len(lrs) >= 3
+    assert low <= lrs[0] and lrs[-1] <= high
+    ratios = [b / a for a, b in itertools.pairwise(lrs)]
+    assert max(ratios) <= 10.0 * (1 + 1e-9)
+    assert max(ratios) == pytest.approx(min(ratios))  # evenly spaced in log
+    if max(ratios) < 10.0 * (1 - 1e-9):  # closer than a decade: the whole range, ends included
+        assert math.isclose(lrs[0], low) and math.isclose(lrs[-1], high)
+    elif low <= 1e-3 <= high:  # a decade apart: the paper's learning rate is one of them
+        assert min(abs(math.log10(lr) + 3.0) for lr in lrs) < 1e-9
+    else:  # pushed against the end of the range nearer 1e-3
+        assert math.isclose(lrs[0], low) if low > 1e-3 else math.isclose(lrs[-1], high)
+
+
+def test_a_large_budget_sweeps_the_whole_range_at_both_eps_root_levels() -> None:
     configs = warm_start_configs(SearchSpace(), 64)
     assert len(configs) == 16  # a quarter of the budget
     lrs = sorted({c["learning_rate"] for c in configs})
