@@ -5,8 +5,8 @@ its search range at the default other settings. The sweep gives the sampler (and
 recommendation) the shape of loss against learning rate and the place where training
 diverges, at a cost of about a quarter of the budget.
 
-The points are at most a decade apart and centred on the paper's learning rate 1e-3 (shifted
-to stay inside the range): with few points, a sweep over the whole default range
+The points are at most a decade apart with the paper's learning rate 1e-3 among them (moved
+by whole decades to stay inside the range where that fits): with few points, a sweep over the whole default range
 ``[1e-5, 1]`` spends its points on the range's ends, where nearly every problem trains too
 slowly or diverges (an 18-trial job's 3 points per level were 1e-5, 3.2e-3 and 1), while the
 decades around 1e-3 (1e-4, 1e-3, 1e-2) show the slope, the valley and the edge of most
@@ -55,16 +55,30 @@ def _clamp(value: float, entry: Range) -> float:
 
 
 def _log_grid(low: float, high: float, n: int) -> list[float]:
-    """``n`` log-spaced points at most ``MAX_SPACING_DECADES`` apart, one of them (the
-    middle one, or the one below the middle) ``PAPER_LEARNING_RATE`` as far as the range
-    allows; the whole range, end points included, when the points cover it at that spacing
-    or closer."""
+    """``n`` log-spaced points at most ``MAX_SPACING_DECADES`` apart.
+
+    One of them (the middle one, or the one below the middle) is ``PAPER_LEARNING_RATE``,
+    moved by whole steps to fit inside the range; where no such placement fits (the range
+    holds the points with less than a step to spare, and 1e-3 off their grid), the points
+    are pushed against the nearer end instead. When the points cover the range at that
+    spacing or closer, they span it, end points included.
+    """
     a, b = math.log10(low), math.log10(high)
+    anchor = math.log10(PAPER_LEARNING_RATE)
     if n == 1:
-        return [10.0 ** min(max(math.log10(PAPER_LEARNING_RATE), a), b)]
+        return [low if anchor <= a else high if anchor >= b else PAPER_LEARNING_RATE]
     spacing = min(MAX_SPACING_DECADES, (b - a) / (n - 1))
-    start = math.log10(PAPER_LEARNING_RATE) - spacing * ((n - 1) // 2)
-    start = min(max(start, a), b - spacing * (n - 1))
+    width = spacing * (n - 1)
+    start = anchor - spacing * ((n - 1) // 2)
+    # The whole steps k with a <= start + k * spacing <= b - width; the one nearest 0.
+    k_low, k_high = (
+        math.ceil((a - start) / spacing - 1e-9),
+        math.floor((b - width - start) / spacing + 1e-9),
+    )
+    if k_low <= k_high:
+        start += spacing * min(max(0, k_low), k_high)
+    else:
+        start = min(max(start, a), b - width)
     points = [start + spacing * i for i in range(n)]
     # Exactly the range's end points where the sweep reaches them (no rounding past them).
     return [low if p <= a else high if p >= b else 10.0**p for p in points]
@@ -82,8 +96,9 @@ def warm_start_configs(space: SearchSpace, n_trials: int) -> list[dict[str, floa
     Returns full configurations (every hyperparameter), at most ``MAX_SHARE * n_trials``
     of them but at least ``MIN_POINTS`` learning rates per ``eps_root`` level while the budget
     allows; empty when the learning rate is fixed or the budget is too small to sweep.
-    The learning rates are log-spaced at most a decade apart around 1e-3 (see the module
-    docstring); with enough points they span the whole range.
+    On a log learning-rate range the learning rates are log-spaced at most a decade apart
+    around 1e-3 (see the module docstring); with enough points they span the whole range. A
+    linear range is swept evenly from end to end.
     """
     lr = space.learning_rate
     if not isinstance(lr, Range) or n_trials < MIN_POINTS:

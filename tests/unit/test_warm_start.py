@@ -24,7 +24,19 @@ def test_an_18_trial_job_sweeps_the_decades_around_the_papers_learning_rate() ->
 
 @pytest.mark.parametrize(
     ("low", "high"),
-    [(1e-5, 1.0), (1e-6, 1e-3), (1e-3, 10.0), (1e-2, 1.0), (1e-7, 1e-5), (2e-4, 5e-4)],
+    [
+        (1e-5, 1.0),
+        (1e-6, 1e-3),
+        (1e-3, 10.0),
+        (1e-2, 1.0),
+        (1e-7, 1e-5),
+        (2e-4, 5e-4),
+        (1e-5, 5e-3),
+        (3e-4, 1.0),
+        (1e-6, 0.05),
+        (1.26e-5, 6.3e-3),
+        (2e-3, 0.7),
+    ],
 )
 @pytest.mark.parametrize("n_trials", [6, 12, 18, 24, 36, 48, 80])
 def test_points_are_at_most_a_decade_apart_inside_the_range_around_1e3(
@@ -39,10 +51,26 @@ def test_points_are_at_most_a_decade_apart_inside_the_range_around_1e3(
     assert max(ratios) == pytest.approx(min(ratios))  # evenly spaced in log
     if max(ratios) < 10.0 * (1 - 1e-9):  # closer than a decade: the whole range, ends included
         assert math.isclose(lrs[0], low) and math.isclose(lrs[-1], high)
-    elif low <= 1e-3 <= high:  # a decade apart: the paper's learning rate is one of them
+    elif low <= 1e-3 <= high and math.log10(high / low) - (len(lrs) - 1) >= 1.0:
+        # A decade apart with a decade to spare: the paper's learning rate is one of them.
         assert min(abs(math.log10(lr) + 3.0) for lr in lrs) < 1e-9
-    else:  # pushed against the end of the range nearer 1e-3
+    elif not low <= 1e-3 <= high:  # pushed against the end of the range nearer 1e-3
         assert math.isclose(lrs[0], low) if low > 1e-3 else math.isclose(lrs[-1], high)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        (1e-5, 5e-3, [1e-5, 1e-4, 1e-3]),  # moved down a whole step: 1e-2 is out of range
+        (3e-4, 1.0, [1e-3, 1e-2, 1e-1]),  # moved up a whole step
+        (1.26e-5, 6.3e-3, [6.3e-5, 6.3e-4, 6.3e-3]),  # no whole step fits: against the end
+    ],
+)
+def test_the_sweep_keeps_1e3_by_moving_whole_steps_where_it_can(
+    low: float, high: float, expected: list[float]
+) -> None:
+    configs = warm_start_configs(SearchSpace(learning_rate=Range(low, high, log=True)), 18)
+    assert sorted({c["learning_rate"] for c in configs}) == pytest.approx(expected)
 
 
 def test_a_large_budget_sweeps_the_whole_range_at_both_eps_root_levels() -> None:
