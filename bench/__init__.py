@@ -5,5 +5,6 @@ Run with ``make bench`` (all) or ``python -m bench NAME``; see ``bench/__main__.
 
 # Benchmark modules, in page order. Each is ``bench.<name>`` with ``run()`` and ``markdown()``.
 BENCHMARKS: tuple[str, ...] = ("engine", "broker", "worker", "recommendation")
-# Run only when named (``python -m bench engine_gpu``): they need hardware CI does not have.
-OPTIONAL: tuple[str, ...] = ("engine_gpu",)
+# Run only when named (``python -m bench engine_gpu``): hardware CI does not have, or (warm_start)
+# the 26-minute study behind a design choice.
+OPTIONAL: tuple[str, ...] = ("engine_gpu", "warm_start")

@@ -142,17 +142,21 @@ def _judge(final: FinalResult, k: int) -> Outcome:
     )
 
 
-def _our_job(task: Any, seed: int) -> tuple[ACPropConfig | None, dict[str, Any]]:
+def _our_job(
+    task: Any, seed: int, sweep: list[dict[str, float]] | None = None
+) -> tuple[ACPropConfig | None, dict[str, Any]]:
     """A job as the service runs it: the warm-start sweep first, then the job's sampler
     (``optimizer.sampling.build_sampler``) on the service's study mirror, in populations of
     ``BATCH`` with the running ones pending, outcomes judged and diverged trials penalised by
-    ``optimizer.trial_outcome``; then the recommendation."""
+    ``optimizer.trial_outcome``; then the recommendation. ``sweep`` replaces the service's
+    warm-start sweep (``bench/warm_start.py`` compares designs)."""
     steps = task.meta.default_steps
     spec = _job_spec(steps)
     mirror = StudyMirror(
         search_space(spec), build_sampler(spec, seed=seed), build_pruner(spec), steps=steps
     )
-    sweep = warm_start_configs(SearchSpace(), JOB_TRIALS)
+    if sweep is None:
+        sweep = warm_start_configs(SearchSpace(), JOB_TRIALS)
     mirror.sync([TrialSnapshot(i, "waiting", c) for i, c in enumerate(sweep)])
     populations: list[list[tuple[int, dict[str, float]]]] = [list(enumerate(sweep))]
     outcomes: list[TrialOutcome] = []
