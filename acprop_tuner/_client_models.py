@@ -98,6 +98,7 @@ class Job:
     finished_at: datetime | None
     cancelled_at: datetime | None
     error: str | None
+    seed: int | None = None
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -118,6 +119,7 @@ class Job:
             sampler=data["sampler"],
             pruner=data["pruner"],
             warm_start=bool(data.get("warm_start", True)),
+            seed=data.get("seed"),
             study_name=data["study_name"],
             progress=Progress.from_json(data["progress"]),
             best_value=data.get("best_value"),

@@ -150,6 +150,7 @@ class TunerClient:
         pruner: Pruner = "none",
         name: str | None = None,
         warm_start: bool = True,
+        seed: int | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit a tuning job; what is left out takes the service's ACProp defaults.
@@ -159,6 +160,7 @@ class TunerClient:
             options: the task's options, e.g. ``{"batch_size": 128}``.
             space: per hyperparameter ``{"value": v}`` or ``{"low", "high", "log"}``.
             budget: any of ``n_trials``, ``steps``, ``seeds``, ``report_every``, ``max_attempts``.
+            seed: the sampler's seed (default: derived from the job id), for a reproducible job.
             idempotency_key: a key that makes the submission safe to repeat (a repeat returns
                 the first job); default a fresh one per call, which covers this call's own
                 retries. Pass your own to make a resubmission after a crash safe too.
@@ -176,6 +178,8 @@ class TunerClient:
         if budget is not None:
             body["budget"] = dict(budget)
         body.update(sampler=sampler, pruner=pruner, warm_start=warm_start)
+        if seed is not None:
+            body["seed"] = seed
         key = idempotency_key or str(uuid.uuid4())
         data = self._transport.json("POST", "/jobs", json=body, headers={"Idempotency-Key": key})
         return Job.from_json(data)

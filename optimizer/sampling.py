@@ -82,7 +82,8 @@ def build_sampler(
     teaching the sampler anything the sweep had not.
     """
     name = spec.get("sampler") or "tpe"
-    seed = spec.get("seed", seed)
+    if spec.get("seed") is not None:
+        seed = int(spec["seed"])
     if name == "tpe":
         startup = 0 if warm_start_trials(spec) >= WARM_START_ENOUGH else TPE_STARTUP_TRIALS
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictInt,
     Tag,
     ValidationInfo,
     field_validator,
@@ -183,6 +184,13 @@ class JobCreate(StrictModel):
     warm_start: bool = Field(
         True, description="begin with a log-spaced learning-rate sweep (see the recommendation)"
     )
+    seed: StrictInt | None = Field(
+        None,
+        ge=0,
+        le=2**32 - 1,
+        description="the sampler's seed (default: derived from the job id); the same seed and "
+        "the same results in the same order give the same trials",
+    )
 
     @field_validator("sampler", mode="after")
     @classmethod
@@ -209,6 +217,7 @@ class JobCreate(StrictModel):
             "sampler": self.sampler,
             "pruner": self.pruner,
             "warm_start": self.warm_start,
+            **({"seed": self.seed} if self.seed is not None else {}),
         }
 
 
@@ -273,6 +282,7 @@ class JobOut(OutModel):
     sampler: SamplerName
     pruner: PrunerName
     warm_start: bool
+    seed: int | None = Field(description="the sampler's seed if the job set one")
     study_name: str
     progress: Progress
     best_value: float | None = Field(description="lowest final loss of a complete trial")

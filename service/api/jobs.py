@@ -49,6 +49,7 @@ def job_out(view: jobs.JobView) -> JobOut:
         sampler=spec["sampler"],
         pruner=spec["pruner"],
         warm_start=spec.get("warm_start", True),
+        seed=spec.get("seed"),
         study_name=job.study_name,
         progress=Progress(
             n_trials=job.n_trials,

@@ -76,7 +76,11 @@ class MirrorRegistry:
     def sync(self, session: Session, job_id: uuid.UUID, mirror: StudyMirror) -> None:
         """Bring `mirror` up to date with the job's rows (caller holds `mirror.lock`)."""
         known = mirror.known_states()
-        current = session.execute(select(Trial.id, Trial.state).where(Trial.job_id == job_id)).all()
+        # In trial order: the mirror then sees the same history whatever order the database
+        # returns rows in (Postgres moves updated rows), so a seeded job samples reproducibly.
+        current = session.execute(
+            select(Trial.id, Trial.state).where(Trial.job_id == job_id).order_by(Trial.number)
+        ).all()
         changed = [tid for tid, state in current if known.get(tid) != state]
         if changed:
             mirror.sync(load_snapshots(session, changed, need_intermediate=mirror.uses_pruner))
@@ -96,7 +100,9 @@ def load_snapshots(
             Trial.last_finite_loss,
             Trial.diverged_at_step,
             Trial.attempt,
-        ).where(Trial.id.in_(list(trial_ids)))
+        )
+        .where(Trial.id.in_(list(trial_ids)))
+        .order_by(Trial.number)
     ).all()
     wanted = [
         (r.id, r.attempt)

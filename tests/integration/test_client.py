@@ -86,6 +86,9 @@ def test_submit_returns_the_job_with_every_default(tuner: TunerClient) -> None:
     assert job.progress.n_trials == 12 and job.progress.finished == 0
     assert not job.done and job.best_value is None
     assert tuner.job(job.id) == job
+    assert job.seed is None
+    seeded = tuner.submit("rosenbrock", budget={"n_trials": 12}, seed=42)
+    assert seeded.seed == 42 and tuner.job(seeded.id).seed == 42
 
 
 class LoseFirstAnswer(httpx.BaseTransport):
