@@ -27,7 +27,9 @@ where none do. A vague prior makes that bound too cautious where trials are few 
 Rosenbrock with 18 trials it sat 4x below a learning rate that had trained safely), so the
 bound is never taken below what was seen: the largest learning rate that trained without
 divergence in a *comparable* trial (other tuned settings within ``radius``, a fraction of the
-explored range), moved along the fitted edge's shape to the configuration
+explored range, and not above the configuration in a ``rising`` setting such as ACProp's
+``eps_root``, whose edge can jump just below a safe trial), moved along the fitted edge's
+shape to the configuration
 (``safe_floor``). Finally it is capped by evidence: never above the smallest learning rate
 that diverged in any seed of a comparable trial (``skip_isolated`` leaves out isolated
 blow-ups below a learning rate that trained without divergence in every seed of a
@@ -76,10 +78,19 @@ class DivergenceModel:
     diverged_points: np.ndarray
     safe_points: np.ndarray
     radius: float
+    #: Per other setting, whether the edge can only rise with it (ACProp's ``eps_root``):
+    #: a safe trial then vouches only for settings at or above its own.
+    rising: np.ndarray | None = None
 
     @classmethod
     def fit(
-        cls, x: np.ndarray, n_seeds: np.ndarray, n_diverged: np.ndarray, *, radius: float
+        cls,
+        x: np.ndarray,
+        n_seeds: np.ndarray,
+        n_diverged: np.ndarray,
+        *,
+        radius: float,
+        rising: np.ndarray | None = None,
     ) -> DivergenceModel:
         """Fits the edge.
 
@@ -88,6 +99,8 @@ class DivergenceModel:
           n_seeds: seeds with a known outcome (finite loss or diverged) per trial.
           n_diverged: diverged seeds per trial.
           radius: comparability radius for the evidence cap (max-norm, unit-box units).
+          rising: per other setting, whether the edge can only rise with it; a safe trial
+            is then comparable only to settings at or above its own in that coordinate.
 
         Returns:
           The fitted model.
@@ -95,7 +108,14 @@ class DivergenceModel:
         diverged_points, safe_points = x[n_diverged > 0], x[n_diverged == 0]
         if diverged_points.shape[0] == 0:
             return cls(
-                False, 0.0, np.zeros(1), np.zeros((1, 1)), diverged_points, safe_points, radius
+                False,
+                0.0,
+                np.zeros(1),
+                np.zeros((1, 1)),
+                diverged_points,
+                safe_points,
+                radius,
+                rising,
             )
         u, z = x[:, 0], x[:, 1:]
         design, penalty = edge_basis(z)
@@ -129,7 +149,7 @@ class DivergenceModel:
         p = 1.0 / (1.0 + np.exp(-slope * (u - design @ coef)))
         info = slope**2 * (design.T * (n_seeds * p * (1.0 - p))) @ design
         cov = np.linalg.inv(info + 2.0 * np.diag(np.maximum(penalty, _LAMBDA_LINEAR)))
-        return cls(True, slope, coef, cov, diverged_points, safe_points, radius)
+        return cls(True, slope, coef, cov, diverged_points, safe_points, radius, rising)
 
     def model_edge(self, z: np.ndarray) -> np.ndarray:
         """The fitted edge ``g(z)`` (unit learning-rate coordinate), shape ``(n,)``."""
@@ -141,6 +161,15 @@ class DivergenceModel:
     def _near(self, z: np.ndarray, points: np.ndarray) -> np.ndarray:
         dist = np.abs(z[:, None, :] - points[None, :, 1:]).max(axis=-1, initial=0.0)
         return dist <= self.radius
+
+    def _near_safe(self, z: np.ndarray) -> np.ndarray:
+        """Safe trials comparable to each ``z``: within the radius and, in a rising
+        coordinate, not above ``z`` (an edge that rises with it may jump just below)."""
+        near = self._near(z, self.safe_points)
+        if self.rising is not None and self.rising.any():
+            above = self.safe_points[None, :, 1:] > z[:, None, :] + 1e-12
+            near &= ~(above & self.rising[None, None, :]).any(axis=-1)
+        return near
 
     def model_edge_std(self, z: np.ndarray) -> np.ndarray:
         """Posterior standard deviation of ``g(z)`` (Laplace approximation)."""
@@ -172,7 +201,7 @@ class DivergenceModel:
         learning rate that was seen to train without divergence nearby (``-inf`` if none).
         """
         z = np.atleast_2d(z)
-        u = np.where(self._near(z, self.safe_points), self.safe_points[None, :, 0], -np.inf)
+        u = np.where(self._near_safe(z), self.safe_points[None, :, 0], -np.inf)
         return u.max(axis=1, initial=-np.inf)
 
     def safe_floor(self, z: np.ndarray) -> np.ndarray:
@@ -186,7 +215,7 @@ class DivergenceModel:
         if not self.any_diverged or self.safe_points.shape[0] == 0:
             return np.full(z.shape[0], -np.inf)
         shift = self.model_edge(z)[:, None] - self.model_edge(self.safe_points[:, 1:])[None, :]
-        u = np.where(self._near(z, self.safe_points), self.safe_points[None, :, 0] + shift, -np.inf)
+        u = np.where(self._near_safe(z), self.safe_points[None, :, 0] + shift, -np.inf)
         return u.max(axis=1, initial=-np.inf)
 
     def edge(self, z: np.ndarray, *, skip_isolated: bool = False) -> np.ndarray:

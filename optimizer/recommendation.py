@@ -162,7 +162,8 @@ def recommend(
     kept_states = [s for s, k in zip(states, known, strict=True) if k]
     n_div = np.array([d for _, d, _ in kept_states], dtype=float)
     n_seen = np.array([len(f) + d for f, d, _ in kept_states], dtype=float)
-    divergence = DivergenceModel.fit(x_all, n_seen, n_div, radius=COMPARABLE_RADIUS)
+    rising = np.array([name == "eps_root" for name in space.tuned[1:]], dtype=bool)
+    divergence = DivergenceModel.fit(x_all, n_seen, n_div, radius=COMPARABLE_RADIUS, rising=rising)
     x_use = space.to_unit([trials[i].params for i in usable])
     loss = LossModel.fit(x_use, [np.array(states[i][0]) for i in usable])
     diverged_lrs = {

@@ -88,10 +88,9 @@ def test_warm_start_sweep_then_recommendation(
         "task": {"name": "rosenbrock"},
         "budget": {"n_trials": 40, "steps": 20, "seeds": 2, "report_every": 5},
         "sampler": "random",
-        # Seeded: this problem's edge is a step in eps_root (2e-3 below 1e-10, 3e-2 above),
-        # which the recommendation's smooth edge model bridges within its comparability
-        # radius; over 300 random draws of this job 5 recommended a learning rate above
-        # edge / margin just below the step, 4 above the edge (docs/recommendation.md, "Limits").
+        # Seeded, so the job is the same every run (its edge is a step in eps_root, 2e-3
+        # below 1e-10 and 3e-2 above; tests/unit/test_recommendation.py checks 300 draws of
+        # such a job stay a margin below it, docs/recommendation.md "Limits").
         "seed": 0,
     }
     r = client.post("/api/v1/jobs", json=body, headers=user.headers)

@@ -283,3 +283,38 @@ def test_rounding_the_other_settings_keeps_the_safe_limit() -> None:
     rec = recommend(trials, status="final")
     assert rec.learning_rate > 0.0
     assert rec.learning_rate * rec.margin <= rec.divergence_lr * (1 + 1e-9)
+
+
+def test_safety_does_not_carry_down_a_jump_of_the_edge_in_eps_root() -> None:
+    # ACProp's edge only rises with eps_root; here it jumps from 2e-3 (below 1e-10) to 3e-2.
+    # Trials just above the jump trained at high learning rates: that must not make a
+    # learning rate safe just below it. The service's 40-trial warm start, then random
+    # trials, 300 draws (before safe trials vouched only for settings at or above their own
+    # eps_root, 5 of these draws recommended above edge / margin, 4 above the edge).
+    from optimizer.space import SearchSpace
+    from optimizer.warm_start import warm_start_configs
+
+    def edge(eps_root: float) -> float:
+        return 3e-2 if eps_root >= 1e-10 else 2e-3
+
+    sweep = warm_start_configs(SearchSpace(), 40)
+    unsafe = []
+    for draw in range(300):
+        rng = np.random.default_rng(draw)
+        configs = list(sweep) + [
+            {
+                **sweep[0],
+                "learning_rate": 10 ** rng.uniform(-5, 0),
+                "eps_root": 10 ** rng.uniform(-16, -6),
+            }
+            for _ in range(40 - len(sweep))
+        ]
+        outcomes = []
+        for number, c in enumerate(configs):
+            diverged = c["learning_rate"] > edge(c["eps_root"])
+            loss = 0.1 + (math.log10(c["learning_rate"]) - math.log10(3e-3)) ** 2
+            outcomes.append(TrialOutcome(number, c, (loss, loss + 0.001), (diverged, diverged)))
+        rec = recommend(outcomes, status="final")
+        if rec.learning_rate > edge(rec.eps_root) / rec.margin * 1.0001:
+            unsafe.append((draw, rec.learning_rate, rec.eps_root))
+    assert unsafe == []
