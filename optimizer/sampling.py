@@ -76,8 +76,7 @@ def build_sampler(
     TPE (the default) is Optuna 5's: multivariate over the searched settings and
     pending-aware by constant liar. After a warm start it skips the random startup trials:
     the sweep already spans the learning rates of most problems at two ``eps_root`` levels,
-    and on a
-    synthetic problem with a moving divergence edge (docs/recommendation.md, "Sampling
+    and on a synthetic problem with a moving divergence edge (docs/recommendation.md, "Sampling
     policy") 10 random startup trials cost share of trials near the optimum without
     teaching the sampler anything the sweep had not.
     """

@@ -6,8 +6,8 @@ recommendation) the shape of loss against learning rate and the place where trai
 diverges, at a cost of about a quarter of the budget.
 
 The points are at most a decade apart with the paper's learning rate 1e-3 among them (moved
-by whole decades to stay inside the range where that fits): with few points, a sweep over the whole default range
-``[1e-5, 1]`` spends its points on the range's ends, where nearly every problem trains too
+by whole decades to stay inside the range where that fits): with few points, a sweep over
+the whole default range ``[1e-5, 1]`` spends its points on the range's ends, where nearly every problem trains too
 slowly or diverges (an 18-trial job's 3 points per level were 1e-5, 3.2e-3 and 1), while the
 decades around 1e-3 (1e-4, 1e-3, 1e-2) show the slope, the valley and the edge of most
 problems. With enough points to cover the range at a decade apart or closer, the sweep
@@ -41,7 +41,7 @@ OPTAX_DEFAULTS: dict[str, float] = {
 }
 #: The eps inside the root of the paper's own CIFAR runs; it removes the early blow-up.
 PAPER_EPS_ROOT = 1e-8
-#: The paper's learning rate (Adam's), where the sweep is centred.
+#: The paper's learning rate (Adam's), one of the sweep's points where the range allows.
 PAPER_LEARNING_RATE = 1e-3
 #: Widest spacing of the sweep's learning rates, in decades.
 MAX_SPACING_DECADES = 1.0

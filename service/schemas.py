@@ -189,7 +189,8 @@ class JobCreate(StrictModel):
         ge=0,
         le=2**32 - 1,
         description="the sampler's seed (default: derived from the job id); the same seed and "
-        "the same results in the same order give the same trials",
+        "the same results in the same order give the same trials while the server keeps the "
+        "job's study in memory (a restart restarts the sampler's random stream)",
     )
 
     @field_validator("sampler", mode="after")
