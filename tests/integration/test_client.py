@@ -178,7 +178,8 @@ def test_recommendation_appears_once_trials_finish(
 ) -> None:
     # eps_root fixed at 1e-8 puts the synthetic divergence edge (3e-2) above the range: every
     # draw of the random sampler then gives a recommendation (with the edge inside the range,
-    # about 1 in 6 small jobs got none: "no learning rate tried stays a factor 3 below").
+    # about 1 in 6 small jobs got none: "no learning rate tried stays a factor 3 below", with
+    # the margin of 3 used then).
     space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "eps_root": {"value": 1e-8}}
     job = tuner.submit("rosenbrock", budget=SMALL, space=space, sampler="random")
     assert tuner.recommendation(job.id) is None
