@@ -93,7 +93,8 @@ _N_EXPLORED_Z = 64
 def _round_sig(value: float, digits: int, *, down: bool = False) -> float:
     exponent = math.floor(math.log10(abs(value))) - digits + 1
     scaled = value / 10.0**exponent
-    scaled = math.floor(scaled) if down else round(scaled)
+    # Down: a hair below a whole number (9.999999999999998) is that number, not one less.
+    scaled = math.floor(scaled + 1e-9) if down else round(scaled)
     return float(f"{scaled * 10.0**exponent:.{digits}g}")
 
 
@@ -116,11 +117,15 @@ def _score(loss: LossModel, x: np.ndarray) -> np.ndarray:
 def _paper_point(
     trials: list[TrialOutcome], usable: list[int], space: FeatureSpace
 ) -> np.ndarray | None:
-    """The unit point of a usable trial at the paper's setting (the best one if several)."""
+    """The unit point of a usable trial at the paper's setting (the best one if several);
+    matched to 1e-9 relative, as a sweep's grid may compute 1e-3 as 0.001000000000000002."""
     at_paper = [
         i
         for i in usable
-        if all({**OPTAX_DEFAULTS, **trials[i].params}[k] == v for k, v in PAPER_SETTING.items())
+        if all(
+            math.isclose({**OPTAX_DEFAULTS, **trials[i].params}[k], v, rel_tol=1e-9)
+            for k, v in PAPER_SETTING.items()
+        )
     ]
     if not at_paper:
         return None
@@ -148,7 +153,8 @@ def recommend(
       status: ``"provisional"`` while the job runs, ``"final"`` once it is done; a label only.
       margin: keep ``learning_rate <= edge / margin`` (a factor, > 1).
       tolerance: ``lr_interval`` holds the learning rates whose predicted loss is at most
-        ``best + tolerance * |best|``.
+        ``best + tolerance * |best|``; the paper's setting wins a tie against the choice
+        when its predicted loss is within the same tolerance of the choice's.
       min_trials: non-diverged trials with a finite loss needed (at least 3).
 
     Returns:
@@ -266,9 +272,12 @@ def recommend(
         z_final = x_best[1:]
     lr_cap = space.unit_to_lr(float(limit(z_final)[0]))
     lr = _round_sig(params["learning_rate"], 2)
-    if lr > lr_cap:
+    # 1e-9 relative absorbs the round trip through log units (a trial's own learning rate as
+    # the cap can come back as 0.000999999999999999).
+    if lr > lr_cap * (1.0 + 1e-9):
         lr = _round_sig(min(params["learning_rate"], lr_cap), 2, down=True)
-    while lr in diverged_lrs:  # a learning rate that diverged is never the answer
+    # A learning rate that diverged is never the answer (to 1e-9 relative, as above).
+    while any(math.isclose(lr, d, rel_tol=1e-9) for d in diverged_lrs):
         lr = _round_sig(lr * (1.0 - 1e-3), 2, down=True)
     params["learning_rate"] = lr
     x_final = space.to_unit([params])
