@@ -135,12 +135,12 @@ def markdown(result: dict[str, Any]) -> str:
         "otherwise unchanged; sampler seeds 0-12 chose the design, 13-22 are held out. "
         f"Measured with the recommendation's margin {s.get('margin', 3.0):g}"
         + (
-            ""
+            ". "
             if s.get("one_sided_eps_root_safety")
-            else ", before safe trials vouched only for eps_root at or above their own"
+            else ", before safe trials vouched only for eps_root at or above their own "
+            "(docs/recommendation.md re-checks the choice with today's rules). "
         )
-        + " (docs/recommendation.md re-checks the choice with today's rules). "
-        "Optional: `python -m bench warm_start`; see `bench/warm_start.py`.",
+        + "Optional: `python -m bench warm_start`; see `bench/warm_start.py`.",
         "",
         "| design | seeds | " + " | ".join(s["tasks"]) + " | worst task |",
         "|---|---|" + "---|" * (len(s["tasks"]) + 1),
