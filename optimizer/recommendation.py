@@ -115,21 +115,22 @@ def _score(loss: LossModel, x: np.ndarray) -> np.ndarray:
 
 
 def _paper_point(
-    trials: list[TrialOutcome], usable: list[int], space: FeatureSpace
+    trials: list[TrialOutcome],
+    states: list[tuple[list[float], int, int]],
+    usable: list[int],
+    space: FeatureSpace,
 ) -> np.ndarray | None:
     """The unit point of a usable trial at the paper's setting (the best one if several);
     matched to 1e-9 relative, as a sweep's grid may compute 1e-3 as 0.001000000000000002."""
-    at_paper = [
-        i
-        for i in usable
-        if all(
-            math.isclose({**OPTAX_DEFAULTS, **trials[i].params}[k], v, rel_tol=1e-9)
-            for k, v in PAPER_SETTING.items()
-        )
-    ]
-    if not at_paper:
+
+    def at_paper(params: dict[str, float]) -> bool:
+        full = {**OPTAX_DEFAULTS, **params}
+        return all(math.isclose(full[k], v, rel_tol=1e-9) for k, v in PAPER_SETTING.items())
+
+    found = [i for i in usable if at_paper(dict(trials[i].params))]
+    if not found:
         return None
-    best = min(at_paper, key=lambda i: float(np.mean(trials[i].seed_states()[0])))
+    best = min(found, key=lambda i: float(np.mean(states[i][0])))
     return space.to_unit([trials[best].params])[0]
 
 
@@ -257,7 +258,7 @@ def recommend(
     # widely used setting is a better bet than a point of a smooth fit to 2 seeds (cnn-digits,
     # whose loss is jagged in the learning rate: mean regret -8.4 -> -11.3 %; the other tasks
     # within 0.05 points or better, docs/recommendation.md "Choice").
-    x_paper = _paper_point(trials, usable, space)
+    x_paper = _paper_point(trials, states, usable, space)
     if x_paper is not None and x_paper[0] <= float(limit(x_paper[1:])[0]) + 1e-12:
         at_paper, at_best = loss.predict_loss(np.vstack([x_paper, x_best]))
         if at_paper <= at_best + tolerance * abs(at_best):
