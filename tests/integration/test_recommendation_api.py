@@ -99,13 +99,14 @@ def test_warm_start_sweep_then_recommendation(
     url = f"/api/v1/jobs/{job_id}"
 
     # The sweep is in the job before any worker asks: log-spaced a decade apart around 1e-3,
-    # at two eps_root levels.
+    # at two eps_root levels, the second half a decade up.
     sweep = warm_start_configs(SearchSpace(), 40)
     trials = client.get(f"{url}/trials?limit=100", headers=user.headers).json()["trials"]
     assert [t["state"] for t in trials] == ["waiting"] * len(sweep)
     assert [t["params"] for t in trials] == sweep
     lrs = sorted({t["params"]["learning_rate"] for t in trials})
-    assert lrs == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
+    # 1e-5 ... 1e-1 at eps_root 1e-8, half a decade higher at 1e-16.
+    assert lrs == pytest.approx([10.0 ** (-5 + k / 2) for k in range(10)])
 
     r = client.get(f"{url}/recommendation", headers=user.headers)
     assert r.status_code == 409 and "no recommendation" in r.json()["detail"]

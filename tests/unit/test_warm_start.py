@@ -16,10 +16,16 @@ from optimizer.warm_start import MAX_POINTS, PAPER_EPS_ROOT, warm_start_configs
 
 def test_an_18_trial_job_sweeps_the_decades_around_the_papers_learning_rate() -> None:
     configs = warm_start_configs(SearchSpace(), 18)
+    # 1e-4, 1e-3, 1e-2 at the paper's eps_root; optax's eps_root half a decade higher.
     assert [c["learning_rate"] for c in configs] == pytest.approx(
-        [1e-4] * 2 + [1e-3] * 2 + [1e-2] * 2
+        [10.0 ** (-4 + k / 2) for k in range(6)]
     )
     assert [c["eps_root"] for c in configs] == [PAPER_EPS_ROOT, 1e-16] * 3
+    # The paper's learning rate is swept at eps_root 1e-8 only (a blow-up of 1e-3 at 1e-16
+    # would rule 1e-3 out of the recommendation).
+    assert [c["eps_root"] for c in configs if math.isclose(c["learning_rate"], 1e-3)] == [
+        PAPER_EPS_ROOT
+    ]
 
 
 @pytest.mark.parametrize(
@@ -43,7 +49,19 @@ def test_points_are_at_most_a_decade_apart_inside_the_range_around_1e3(
     low: float, high: float, n_trials: int
 ) -> None:
     configs = warm_start_configs(SearchSpace(learning_rate=Range(low, high, log=True)), n_trials)
-    lrs = sorted({c["learning_rate"] for c in configs})
+    levels = [
+        sorted({c["learning_rate"] for c in configs if c["eps_root"] == level})
+        for level in (PAPER_EPS_ROOT, 1e-16)
+    ]
+    first, second = levels
+    # The second level: the same grid moved by less than a step (half a step up where the
+    # range has room), so the levels interleave.
+    assert len(second) == len(first)
+    assert low * (1 - 1e-12) <= second[0] and second[-1] <= high * (1 + 1e-12)
+    step = math.log10(first[1] / first[0])
+    shifts = [math.log10(b / a) / step for a, b in zip(first, second, strict=True)]
+    assert max(shifts) == pytest.approx(min(shifts), abs=1e-9) and abs(shifts[0]) < 1.0
+    lrs = first
     assert len(lrs) >= 3
     assert low <= lrs[0] and lrs[-1] <= high
     ratios = [b / a for a, b in itertools.pairwise(lrs)]
@@ -59,6 +77,26 @@ def test_points_are_at_most_a_decade_apart_inside_the_range_around_1e3(
 
 
 @pytest.mark.parametrize(
+    ("low", "high", "shift"),
+    [
+        (1e-5, 1.0, 0.5),  # half a decade up: 3.2e-4, 3.2e-3, 3.2e-2
+        (1e-5, 5e-3, 0.5),  # the paper's level moved down a step, this one with it
+        (1e-6, 1e-3, -0.5),  # no room above: a whole step down from half a step up
+        (1e-3, 1e-1, 0.0),  # the range holds the points with no room: shared
+    ],
+)
+def test_the_second_level_sits_between_the_first_ones_points(
+    low: float, high: float, shift: float
+) -> None:
+    configs = warm_start_configs(SearchSpace(learning_rate=Range(low, high, log=True)), 18)
+    first = [c["learning_rate"] for c in configs if c["eps_root"] == PAPER_EPS_ROOT]
+    second = [c["learning_rate"] for c in configs if c["eps_root"] == 1e-16]
+    assert [b / a for a, b in zip(first, second, strict=True)] == pytest.approx(
+        [10.0**shift] * len(first)
+    )
+
+
+@pytest.mark.parametrize(
     ("low", "high", "expected"),
     [
         (1e-5, 5e-3, [1e-5, 1e-4, 1e-3]),  # moved down a whole step: 1e-2 is out of range
@@ -70,7 +108,8 @@ def test_the_sweep_keeps_1e3_by_moving_whole_steps_where_it_can(
     low: float, high: float, expected: list[float]
 ) -> None:
     configs = warm_start_configs(SearchSpace(learning_rate=Range(low, high, log=True)), 18)
-    assert sorted({c["learning_rate"] for c in configs}) == pytest.approx(expected)
+    paper_level = {c["learning_rate"] for c in configs if c["eps_root"] == PAPER_EPS_ROOT}
+    assert sorted(paper_level) == pytest.approx(expected)
 
 
 def test_a_large_budget_sweeps_the_whole_range_at_both_eps_root_levels() -> None:

@@ -17,7 +17,8 @@ def test_every_design_is_a_six_trial_sweep_and_the_chosen_one_is_the_services() 
     chosen = [s for name, s in study.DESIGNS.items() if "(chosen)" in name]
     assert chosen == [warm_start_configs(SearchSpace(), JOB_TRIALS)]
     (before,) = [s for name, s in study.DESIGNS.items() if "(before)" in name]
-    assert sorted({c["learning_rate"] for c in before}) == pytest.approx([1e-5, 10**-2.5, 1.0])
+    assert sorted({c["learning_rate"] for c in before}) == pytest.approx([1e-4, 1e-3, 1e-2])
+    assert {c["eps_root"] for c in before} == {1e-8, 1e-16}
     assert all(c["b1"] == 0.9 and c["b2"] == 0.999 for s in study.DESIGNS.values() for c in s)
 
 
