@@ -108,6 +108,9 @@ def test_job_followed_live_to_its_recommendation(browser: Any, site: Site) -> No
         optax = page.locator("#optax-line")
         expect(optax).to_contain_text("optax.contrib.acprop(learning_rate=")
         expect(page.locator("#rec-panel .badge")).to_have_text("provisional")
+        # The panel may first show the answer from an earlier poll: wait for the one from
+        # all 12 finished trials before copying (it can differ from 9 trials' answer).
+        expect(page.locator("#rec-panel .rec-facts")).to_contain_text("of 12 trials")
         expect(scatter.locator(".rec-lr")).to_have_count(1)
         expect(scatter.locator(".rec-interval")).to_have_count(1)
         expect(scatter.locator(".rec-edge")).to_have_count(1)
