@@ -1,6 +1,7 @@
 """Warm-start designs: regret of our recommendation with each design of an 18-trial job's sweep.
 
-Optional (``python -m bench warm_start``, about 20 minutes on 2 cores): the evidence behind
+Optional (``python -m bench warm_start``; 6 designs took 20-26 minutes on 2 cores, these 4
+have not been run yet, so the committed table is the earlier designs'): the evidence behind
 ``optimizer/warm_start.py``'s choice, docs/recommendation.md "Warm start". The job is the
 quality benchmark's (``bench/recommendation.py``: 18 trials x 2 seeds over learning rate and
 ``eps_root``, TPE on the service's study mirror, then the recommendation), with its 6-trial

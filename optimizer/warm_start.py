@@ -25,8 +25,9 @@ answers a learning rate that diverged in any seed, so a blow-up of 1e-3 at 1e-16
 the paper's setting into 9.9e-4). Measured on the quality benchmark's fast tasks over 26
 sampler seeds: mean regret 1.61 -> -0.03 % on logreg, 0.74 -> -0.07 % on mlp-digits,
 -10.6 -> -14.9 % on Rosenbrock, -0.11 -> -0.14 % on mnist1d (docs/recommendation.md, "Warm
-start"). Where the range leaves no room for the offset (a sweep that spans it end to end),
-both levels share the learning rates. Every other searched setting sits at optax's default,
+start"). Like the first level's, the second's grid moves by whole steps to fit the range
+(so it can sit half a step below instead); where the range leaves no room for any offset (a
+sweep that spans it end to end), both levels share the learning rates. Every other searched setting sits at optax's default,
 clamped into its range.
 
 Jax-free: the service calls it when a job is submitted.
