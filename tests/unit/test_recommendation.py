@@ -178,7 +178,8 @@ def test_provisional_answers_converge_to_the_final_one() -> None:
     trials = make_trials(0.03, math.log10(3e-3), e_star=-9.0, b=0.01, n_random=100, seed=2)
     final = recommend(trials, status="final")
     errors = []
-    for k in range(24, len(trials) + 1, 10):
+    # Every 10 trials from 24, then all of them (the last provisional answer is the final).
+    for k in [*range(24, len(trials), 10), len(trials)]:
         prov = recommend(trials[:k], status="provisional")
         errors.append(log_error(prov.learning_rate, math.log10(final.learning_rate)))
     assert errors[-1] == 0.0
@@ -347,18 +348,25 @@ def test_the_paper_setting_wins_a_tie(noise: str) -> None:
     assert rec.lr_interval[0] < 1e-3 and rec.lr_interval[1] > 1.5e-3
 
 
-def _two_levels(edge_at_1e8: float, *, paper_lost_at_1e16: bool = False) -> list[TrialOutcome]:
-    """No noise, loss optimum 1.5e-3 at every eps_root; learning rates 1e-5..1 at eps_root
-    1e-8 (edge ``edge_at_1e8``) and 1e-6 (edge 3e-2), plus the paper's trial."""
+def _two_levels(
+    edge_at_1e8: float, *, paper_lost_at_1e16: bool = False, curvature: float = 0.1
+) -> list[TrialOutcome]:
+    """No noise, loss optimum 1.5e-3 at every eps_root (``1 + curvature * (log10 lr -
+    log10 1.5e-3)**2``); learning rates 1e-5..1 at eps_root 1e-8 (edge ``edge_at_1e8``) and
+    1e-6 (edge 3e-2), plus the paper's trial."""
+
+    def loss_at(u: float) -> float:
+        return 1.0 + curvature * (u - math.log10(1.5e-3)) ** 2
+
     out = []
     for level, edge in ((1e-8, edge_at_1e8), (1e-6, 3e-2)):
         for k in range(16):
             u = LOG_LO + (LOG_HI - LOG_LO) * (k + 0.5) / 16
             diverged = 10.0**u > edge
-            loss = None if diverged else true_loss(u, -8.0, math.log10(1.5e-3), 0.0, 0.0)
+            loss = None if diverged else loss_at(u)
             params = {"learning_rate": 10.0**u, "eps_root": level}
             out.append(TrialOutcome(len(out), params, (loss,) * 2, (diverged,) * 2))
-    paper = true_loss(-3.0, -8.0, math.log10(1.5e-3), 0.0, 0.0)
+    paper = loss_at(-3.0)
     out.append(TrialOutcome(90, {"learning_rate": 1e-3, "eps_root": 1e-8}, (paper,) * 2))
     if paper_lost_at_1e16:
         out.append(
@@ -370,8 +378,9 @@ def _two_levels(edge_at_1e8: float, *, paper_lost_at_1e16: bool = False) -> list
 def test_an_unsafe_paper_setting_leaves_the_fits_choice_alone() -> None:
     # At eps_root 1e-8 the edge is 1.5e-3, so 1e-3 is above edge / margin there; the fit's
     # choice at eps_root 1e-6 (edge 3e-2) stands, rather than 1e-8 with a learning rate cut
-    # down to that edge's limit.
-    rec = recommend(_two_levels(1.5e-3), status="final")
+    # down to that edge's limit (10 % worse with this curvature, so beyond the wider tie of
+    # eps_root 1e-8 too; with curvature 0.1 it is 2 % worse and 1e-8 wins that tie).
+    rec = recommend(_two_levels(1.5e-3, curvature=0.5), status="final")
     assert rec.eps_root > 1e-7
     assert abs(math.log10(rec.learning_rate / 1.5e-3)) <= 0.1
 
@@ -397,3 +406,37 @@ def test_the_paper_setting_needs_its_margin_and_a_clean_trial() -> None:
     # margin below the learning rate that diverged.
     lost = recommend(_with_paper_trial(math.log10(1.5e-3), paper_diverged=True), status="final")
     assert lost.learning_rate * lost.margin <= 1e-3
+
+
+def _level_pair(other: float, gain: float, u_star: float = -2.0) -> list[TrialOutcome]:
+    """No noise, edge 3e-2; 16 learning rates at eps_root 1e-8 and 16 at ``other``, where
+    the loss is ``gain`` (a fraction) lower; the optimum at ``10**u_star`` on both."""
+    out = []
+    for level, offset in ((1e-8, 0.0), (other, -gain)):
+        for k in range(16):
+            u = LOG_LO + (LOG_HI - LOG_LO) * (k + 0.5) / 16
+            diverged = 10.0**u > 3e-2
+            loss = None if diverged else true_loss(u, -8.0, u_star, 0.0, 0.0) + offset
+            params = {"learning_rate": 10.0**u, "eps_root": level}
+            out.append(TrialOutcome(len(out), params, (loss,) * 2, (diverged,) * 2))
+    return out
+
+
+@pytest.mark.parametrize("other", [1e-6, 1e-12])
+def test_the_default_eps_root_wins_a_tie_against_a_far_one(other: float) -> None:
+    # 3 % better two decades or more away from 1e-8: within EPS_ROOT_TOLERANCE, so 1e-8.
+    rec = recommend(_level_pair(other, 0.03), status="final")
+    assert rec.eps_root == 1e-8
+    assert abs(math.log10(rec.learning_rate) + 2.0) <= 0.1
+
+
+def test_a_far_eps_root_stands_when_clearly_better() -> None:
+    rec = recommend(_level_pair(1e-6, 0.08), status="final")
+    assert abs(math.log10(rec.eps_root) + 6.0) <= 0.05
+    assert abs(math.log10(rec.learning_rate) + 2.0) <= 0.1
+
+
+def test_a_near_eps_root_stands_without_the_wider_tie() -> None:
+    # 3e-8 is within FAR_EPS_ROOT_DECADES of 1e-8: the fit's choice, 3 % better, is kept.
+    rec = recommend(_level_pair(3e-8, 0.03), status="final")
+    assert math.isclose(rec.eps_root, 3e-8, rel_tol=0.05)
