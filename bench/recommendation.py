@@ -478,9 +478,9 @@ def markdown(result: dict[str, Any]) -> str:
         "learning rate of a 48-point grid x 3 seeds (eps_root 1e-8) trained on the same seeds; "
         "ours and plain TPE spend a quarter of the grid's trial-seed-steps each run, and each "
         "runs once per sampler seed (the runs column: seeds 10-22, on which our rules were "
-        "chosen, alternating with seeds 23-35, held out from the margin and the tie rule "
-        "but not from the warm start's offset on the fast tasks; as many as fit the task's "
-        "budget): "
+        "chosen, alternating with seeds 23-35, held out from the margin and the paper's tie "
+        "rule but not, on the fast tasks, from the warm start's offset and the tie of "
+        "eps_root 1e-8; as many as fit the task's budget): "
         "their cells give the mean regret over the runs, then the median, the worst run and "
         "the mean over the held-out runs alone (every run's answer is in the JSON). See "
         "`bench/recommendation.py` for the protocol.",

@@ -17,7 +17,9 @@ Not the argmin of noisy trials. From every finished trial and seed:
 
        learning_rate <= edge(other settings) / margin,
 
-   never a learning rate that diverged in any seed of any trial. The paper's setting
+   never a learning rate that diverged in any seed of any trial. Where the choice's
+   ``eps_root`` lies half a decade or more from 1e-8, the best safe point at 1e-8 replaces it
+   when its predicted loss is within ``EPS_ROOT_TOLERANCE`` (5 %). The paper's setting
    (learning rate 1e-3, ``eps_root`` 1e-8; the warm start trains it) wins a tie: where a
    trial trained it without divergence, it is safe, and its predicted loss is within
    ``tolerance`` of the choice's, it is the answer. The learning rate is then
