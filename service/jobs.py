@@ -216,9 +216,17 @@ def _views(session: Session, jobs: list[Job]) -> list[JobView]:
     return [JobView(job, counts[job.id], best[job.id]) for job in jobs]
 
 
+def _end_read(session: Session) -> None:
+    """Ends a read transaction, keeping what it read: a rollback expires the session's objects,
+    and a later attribute access would load the job's row again in a new transaction (a job
+    read as finished beside trial counts from before its last trials finished)."""
+    session.expunge_all()
+    session.rollback()
+
+
 def get_job(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
     view = _views(session, [_owned_job(session, tenant_id, job_id)])[0]
-    session.rollback()
+    _end_read(session)
     return view
 
 
@@ -244,7 +252,7 @@ def list_jobs(
         )
     )
     views = _views(session, jobs)
-    session.rollback()
+    _end_read(session)
     return views, total
 
 

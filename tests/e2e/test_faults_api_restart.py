@@ -34,7 +34,7 @@ def test_kill_9_of_the_api_server_loses_no_acknowledged_write(make_stack) -> Non
     stack: Stack = make_stack(lease_ttl_s=10)
     rng = random.Random(7)
     job_id = stack.submit(TASK, space=SPACE, budget=BUDGET, sampler="tpe")
-    workers = [stack.worker(f"w{i}", "--capacity", "4", "--idle-exit", "5") for i in range(2)]
+    workers = [stack.worker(f"w{i}", "--capacity", "4", "--idle-exit", "60") for i in range(2)]
     for w in workers:
         w.start()
     # Let the workers get going (imports, compile) before the first kill.
