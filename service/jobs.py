@@ -218,8 +218,9 @@ def _views(session: Session, jobs: list[Job]) -> list[JobView]:
 
 def _end_read(session: Session) -> None:
     """Ends a read transaction, keeping what it read: a rollback expires the session's objects,
-    and a later attribute access would load the job's row again in a new transaction (a job
-    read as finished beside trial counts from before its last trials finished)."""
+    and a later attribute access would load each row again, one query per object, in a new
+    transaction (a job read as finished beside trial counts from before its last trials
+    finished; a trial's state newer than the reports read with it)."""
     session.expunge_all()
     session.rollback()
 
@@ -283,7 +284,7 @@ def list_trials(
         ).all()
         for trial_id, step, losses in rows:
             reports[trial_id].append((step, losses))
-    session.rollback()
+    _end_read(session)
     next_after = trials[-1].number if (more and trials) else None
     return [TrialView(t, reports[t.id]) for t in trials], next_after
 
