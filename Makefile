@@ -1,22 +1,41 @@
 # One entry for every routine task. `make demo` and `make test` work on a fresh machine that
-# has only Python 3.11, git and make: the virtual environment is created and the project
-# installed into it on first use (and again whenever pyproject.toml changes).
+# has only Python 3.11, git and make: the virtual environment is created on first use and
+# holds exactly the committed lock (uv.lock), installed again whenever it or pyproject.toml
+# changes. uv itself is bootstrapped with pip from scripts/uv-bootstrap.txt (pinned, hashed).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
 export JAX_PLATFORMS ?= cpu
 export PYTHONDONTWRITEBYTECODE := 1
+# uv installs into this project's .venv, never downloads a Python, and installs the lock as is.
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+EXTRAS ?= --extra dev
 
-.PHONY: install demo test test-fast bench lint format browser clean
+.PHONY: install lock lock-check demo test test-fast bench lint format browser clean
 
-$(STAMP): pyproject.toml
+$(UV): scripts/uv-bootstrap.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r scripts/uv-bootstrap.txt
+	@touch $(UV)
+
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked $(EXTRAS) --python $(BIN)/python --quiet
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## Refresh uv.lock from pyproject.toml (newest versions its ranges allow; `uv lock -P NAME`
+## upgrades one package), and the pinned installer beside it. Commit both.
+lock: $(UV)
+	$(UV) lock --python $(BIN)/python
+	scripts/write-uv-bootstrap.sh $(UV)
+
+## Fails when uv.lock does not satisfy pyproject.toml.
+lock-check: $(UV)
+	$(UV) lock --check --python $(BIN)/python
 
 ## The main job on the embedded default database (SQLite).
 demo: $(STAMP)

@@ -161,6 +161,8 @@ class Trial:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: Why the trial failed, as its worker reported it (None for any other trial).
+    error: str | None = None
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -184,6 +186,7 @@ class Trial:
             created_at=datetime.fromisoformat(data["created_at"]),
             started_at=_time(data.get("started_at")),
             finished_at=_time(data.get("finished_at")),
+            error=data.get("error"),
             raw=data,
         )
 
@@ -232,6 +235,10 @@ class Recommendation:
     margin: float
     tolerance: float
     optax: str
+    #: The jax/jaxlib/optax versions the trials were trained with, each with ``n_trials``.
+    versions: tuple[Mapping[str, Any], ...] = ()
+    #: What a user should know before using the answer (e.g. trials of mixed versions).
+    warnings: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -263,5 +270,7 @@ class Recommendation:
             margin=float(data["margin"]),
             tolerance=float(data["tolerance"]),
             optax=data["optax"],
+            versions=tuple(data.get("versions") or ()),
+            warnings=tuple(data.get("warnings") or ()),
             raw=data,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -141,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--idle-exit", type=float, default=None, help="exit after this many idle seconds"
     )
+    worker.add_argument(
+        "--allow-task-module",
+        action="append",
+        metavar="PREFIX",
+        help="let jobs name `package.module:factory` tasks under this module prefix (repeat "
+        "for more; also ACPROP_TUNER_ALLOWED_TASK_MODULES, comma-separated). Task code is "
+        "trusted code: without this only built-in tasks and installed entry points run",
+    )
 
     rec = sub.add_parser("recommend", help="print a job's recommended ACProp configuration")
     rec.add_argument("job_id")
@@ -156,7 +165,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module_name, func_name = _HANDLERS[args.command].split(":")
     handler = getattr(importlib.import_module(module_name), func_name)
-    return int(handler(args) or 0)
+    try:
+        code = int(handler(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe can still be answered
+        return code
+    except BrokenPipeError:
+        # The reader went away (`acprop-tuner jobs list | head -1`): what it read was all it
+        # wanted, so that is no error. Point stdout at /dev/null so that the interpreter's
+        # last flush does not fail again on the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -25,12 +25,13 @@ from acprop_tuner.client import (
     TunerError,
     Unauthorized,
 )
+from acprop_tuner.terminal import safe, safe_lines
 
 SERVER_ENV = "ACPROP_TUNER_SERVER"
 
 
 def _fail(message: str, code: int = 1) -> int:
-    print(f"acprop-tuner: {message}", file=sys.stderr)
+    print(f"acprop-tuner: {safe(message)}", file=sys.stderr)
     return code
 
 
@@ -70,7 +71,7 @@ def progress_line(job: Job) -> str:
     if p.failed:
         parts.append(f"{p.failed} failed")
     best = f"  best {job.best_value:.4g}" if job.best_value is not None else ""
-    return f"{job.status:<9} {p.finished}/{p.n_trials} trials ({', '.join(parts)}){best}"
+    return safe(f"{job.status:<9} {p.finished}/{p.n_trials} trials ({', '.join(parts)}){best}")
 
 
 def _progress_printer() -> Callable[[Job], None]:
@@ -134,7 +135,7 @@ def _submit(client: TunerClient, args: argparse.Namespace) -> int:
     elif rec is not None:
         from optimizer.recommendation_text import describe  # jax-free text formatting
 
-        print(describe(rec.raw))
+        print(safe_lines(describe(rec.raw)))
     if job.status != "finished":
         return _fail(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
     return 0 if rec is not None else _fail(f"job {job.id} finished without a recommendation{why}")
@@ -160,14 +161,15 @@ def _show(job: Job) -> None:
         )
         rows.append((f"  {name}", shown))
     for label, value in rows:
-        print(f"{label:<16}{value}")
+        print(f"{label:<16}{safe(value)}")
 
 
 def _trial_row(t: Trial) -> str:
     value = f"{t.value:.4g}" if t.value is not None else ""
     diverged = str(t.diverged_at_step) if t.diverged_at_step is not None else ""
     params = " ".join(f"{k}={v:.3g}" for k, v in t.params.items() if v is not None)
-    return f"{t.number}\t{t.state}\t{t.attempt}\t{value}\t{diverged}\t{params}"
+    cells = (t.number, t.state, t.attempt, value, diverged, params)
+    return "\t".join(safe(c) for c in cells)
 
 
 def jobs(args: argparse.Namespace) -> int:
@@ -188,11 +190,12 @@ def jobs(args: argparse.Namespace) -> int:
                 print("id\tname\tstatus\ttask\tfinished\tbest\tcreated_at")
                 for j in listed:
                     best = f"{j.best_value:.4g}" if j.best_value is not None else ""
-                    print(
-                        f"{j.id}\t{j.name}\t{j.status}\t{j.task}\t"
-                        f"{j.progress.finished}/{j.progress.n_trials}\t{best}\t"
-                        f"{j.created_at.isoformat()}"
-                    )
+                    cells = (
+                        j.id, j.name, j.status, j.task,
+                        f"{j.progress.finished}/{j.progress.n_trials}", best,
+                        j.created_at.isoformat(),
+                    )  # fmt: skip
+                    print("\t".join(safe(c) for c in cells))
                 return 0
             if command == "trials":
                 trials = client.trials(args.job_id, after=args.after)
@@ -207,7 +210,7 @@ def jobs(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(job.raw)
             elif command == "cancel":
-                print(f"job {job.id} is {job.status}")
+                print(safe(f"job {job.id} is {job.status}"))
             else:
                 _show(job)
             return 0

@@ -48,7 +48,34 @@ def machine() -> dict[str, Any]:
         "jax_version": jax.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "versions": package_versions(),
     }
+
+
+#: The installed packages whose versions decide a benchmark's figures (the lock pins them).
+MEASURED_PACKAGES = (
+    "jax", "jaxlib", "optax", "optuna", "numpy", "scipy", "sqlalchemy", "psycopg", "fastapi",
+    "starlette", "pydantic", "uvicorn", "httpx",
+)  # fmt: skip
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in MEASURED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _versions(m: dict[str, Any]) -> str:
+    versions = m.get("versions")
+    if not versions:
+        return "package versions not recorded (measured before the lock)"
+    return "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)
 
 
 def _load(m: dict[str, Any]) -> str:
@@ -72,7 +99,7 @@ def write_page() -> None:
         section += (
             f"\n_Measured {result.get('ran_at', '?')} on {m.get('cpu_count')} CPUs "
             f"({m.get('cpu_model')}), JAX {m.get('jax_version')} on {m.get('jax_backend')}, "
-            f"1-minute load average {_load(m)} (the machine may be shared). "
+            f"1-minute load average {_load(m)} (the machine may be shared); {_versions(m)}. "
             f"Raw figures: `bench/results/{path.name}`._\n"
         )
         cpus, load = m.get("cpu_count") or 0, m.get("load_average_1m_at_start") or 0

@@ -128,20 +128,21 @@ def _submit(app: Any, client: Any, n_trials: int) -> tuple[uuid.UUID, str]:
 
 def _round(broker: Any, tenant_id: uuid.UUID, k: int, rng: random.Random) -> dict[str, float]:
     """One worker round through the use-cases; seconds per phase."""
-    from service.broker.results import ReportIn, ResultIn
+    from service.broker.writes import ReportIn, ResultIn
 
     t0 = time.perf_counter()
     grants = broker.lease(tenant_id=tenant_id, worker_id="bench", capacity=k).grants
     t1 = time.perf_counter()
     tokens = [g.token for g in grants]
     for step in range(5, 5 * REPORTS + 1, 5):
-        broker.report([ReportIn(t, step, _losses(rng)) for t in tokens])
+        broker.report(tenant_id, [ReportIn(t, step, _losses(rng)) for t in tokens])
     t2 = time.perf_counter()
     broker.complete(
+        tenant_id,
         [
             ResultIn(t, _losses(rng), _losses(rng), None, [None, None], False, 1.0, 0.0)
             for t in tokens
-        ]
+        ],
     )
     t3 = time.perf_counter()
     return {"n": len(tokens), "lease": t1 - t0, "reports": t2 - t1, "complete": t3 - t2}
@@ -177,16 +178,17 @@ def _enqueue(session_factory: Any, job_id: str, n: int, rng: random.Random) -> N
 def _fill(broker: Any, tenant_id: uuid.UUID, n: int, rng: random.Random) -> None:
     """Finish `n` (waiting) trials through the broker, without reports: only the study's size
     matters for what follows."""
-    from service.broker.results import ResultIn
+    from service.broker.writes import ResultIn
 
     done = 0
     while done < n:
         grants = broker.lease(tenant_id=tenant_id, worker_id="fill", capacity=min(256, n - done))
         broker.complete(
+            tenant_id,
             [
                 ResultIn(g.token, _losses(rng), None, None, None, False, 1.0, 0.0)
                 for g in grants.grants
-            ]
+            ],
         )
         done += len(grants.grants)
 
@@ -472,6 +474,14 @@ class _OptunaRdbLoop:
         }
 
 
+def _speedups_installed() -> bool:
+    import optuna
+
+    from service.broker import tpe_speedups
+
+    return tpe_speedups.install(optuna.samplers.TPESampler(seed=0)) is not None
+
+
 def run() -> dict[str, Any]:
     profile = os.environ.get("ACPROP_TUNER_BENCH_PROFILE") == "1"
     rng = random.Random(0)
@@ -517,6 +527,9 @@ def run() -> dict[str, Any]:
             "http_ms_per_trial": round(http["ms_per_trial"], 2),
             "trials_per_s_8_workers": round(throughput["trials_per_s"], 1),
             "target_speedup": 10,
+            # Whether the mirrors ran TPE with the exact speed-ups on this Optuna release
+            # (TESTED_OPTUNA) or fell back to Optuna's own code.
+            "tpe_speedups_installed": _speedups_installed(),
         },
     }
     if "profile" in broker:

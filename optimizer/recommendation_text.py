@@ -37,5 +37,10 @@ def describe(rec: Mapping[str, Any]) -> str:
         f"  evidence: {ev['n_trials_used']} of {ev['n_trials']} trials ({ev['n_seeds_used']} "
         f"seeds) used, {ev['n_trials_diverged']} diverged; tuned: {', '.join(ev['tuned'])}"
     )
+    versions = [v for v in rec.get("versions") or [] if v.get("optax")]
+    if len(versions) == 1:
+        v = versions[0]
+        lines.append(f"  trained with jax {v['jax']}, jaxlib {v['jaxlib']}, optax {v['optax']}")
+    lines += [f"  warning: {text}" for text in rec.get("warnings") or []]
     lines += ["", rec["optax"]]
     return "\n".join(lines)

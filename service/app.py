@@ -22,14 +22,19 @@ from starlette.concurrency import run_in_threadpool
 
 from acprop_tuner import __version__
 from service import dashboard
-from service.api import health
+from service.api import docs, health
 from service.api import jobs as jobs_api
 from service.api import leases as leases_api
 from service.db.engine import create_db_engine
 from service.db.migrate import check_at_head
 from service.db.session import create_session_factory
 from service.errors import ErrorBody, install_error_handlers
-from service.middleware import BodySizeLimitMiddleware, Metrics, MetricsMiddleware
+from service.middleware import (
+    BodySizeLimitMiddleware,
+    Metrics,
+    MetricsMiddleware,
+    SecurityHeadersMiddleware,
+)
 from service.ratelimit import TokenBucketLimiter
 from service.settings import Settings, get_settings
 from service.studies import Studies
@@ -41,6 +46,7 @@ API_PREFIX = "/api/v1"
 
 def _include_routers(app: FastAPI) -> None:
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.include_router(jobs_api.router, prefix=API_PREFIX)
     app.include_router(leases_api.router, prefix=API_PREFIX)
     app.include_router(dashboard.router)
@@ -109,6 +115,9 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         version=__version__,
         summary="Find a safe, good initial configuration for ACProp (optax.contrib.acprop).",
         lifespan=lifespan,
+        # Served by service.api.docs from installed assets, not FastAPI's CDN links.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -128,5 +137,6 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         metrics=app.state.metrics,
         paths=lambda: [*app.openapi()["paths"], "/openapi.json", "/docs"],
     )
+    app.add_middleware(SecurityHeadersMiddleware, api_prefix=API_PREFIX)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

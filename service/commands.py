@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from acprop_tuner.terminal import safe, safe_lines
 from service.db.engine import create_db_engine
 from service.db.migrate import SchemaNotAtHead, check_at_head, current_revision, upgrade
 from service.db.models import KeyScope
@@ -26,7 +27,7 @@ from service.settings import Settings, get_settings
 
 
 def _fail(message: str, code: int = 1) -> int:
-    print(f"acprop-tuner: {message}", file=sys.stderr)
+    print(f"acprop-tuner: {safe(message)}", file=sys.stderr)
     return code
 
 
@@ -118,10 +119,9 @@ def keys(args: argparse.Namespace) -> int:
                 rows = key_store.list_keys(session, args.tenant)
                 print("id\ttenant\tscope\tname\tprefix\tcreated_at\trevoked_at")
                 for k in rows:
-                    print(
-                        f"{k.id}\t{k.tenant}\t{k.scope}\t{k.name or ''}\t{k.prefix}...\t"
-                        f"{k.created_at}\t{k.revoked_at or ''}"
-                    )
+                    cells = (k.id, k.tenant, k.scope, k.name or "", f"{k.prefix}...",
+                             k.created_at, k.revoked_at or "")  # fmt: skip
+                    print("\t".join(safe(c) for c in cells))
     except SchemaNotAtHead as exc:
         return _fail(str(exc), 2)
     except ServiceError as exc:
@@ -143,7 +143,7 @@ def _print_recommendation(rec: Any, as_json: bool) -> None:
     else:
         from optimizer.recommendation_text import describe
 
-        print(describe(rec))
+        print(safe_lines(describe(rec)))
 
 
 def recommend(args: argparse.Namespace) -> int:

@@ -92,7 +92,16 @@ class TooManyRequests(ServiceError):
 
 
 class QuotaExceeded(TooManyRequests):
+    """A per-tenant limit that clears with time (active jobs): 429 with ``Retry-After``."""
+
     error = "quota_exceeded"
+
+
+class OverLimit(InvalidInput):
+    """A per-tenant limit on one request (trials, steps, seeds of a job) that waiting can
+    never clear: a 422 naming the limit, with no ``Retry-After``."""
+
+    error = "over_limit"
 
 
 class Unavailable(ServiceError):
@@ -150,7 +159,7 @@ def install_error_handlers(app: FastAPI, *, retry_after_unavailable_s: int) -> N
         return error_response(422, "validation_error", _validation_detail(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:
             # FastAPI's answer to a body it cannot decode (not UTF-8): like any other bad
             # JSON, a 422 that names the body.
@@ -160,11 +169,13 @@ def install_error_handlers(app: FastAPI, *, retry_after_unavailable_s: int) -> N
                 [{"loc": ["body"], "msg": "the body is not valid JSON", "type": "json_invalid"}],
             )
         codes = {404: "not_found", 405: "method_not_allowed"}
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route matching the path only; the
+            # answer names every method some route of this path allows.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         return error_response(
-            exc.status_code,
-            codes.get(exc.status_code, "http_error"),
-            exc.detail,
-            dict(exc.headers or {}),
+            exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail, headers
         )
 
     @app.exception_handler(sa_exc.SQLAlchemyError)
@@ -187,6 +198,24 @@ def install_error_handlers(app: FastAPI, *, retry_after_unavailable_s: int) -> N
             return _unavailable(retry_after_unavailable_s)
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on the request's path, asked of each route through
+    Starlette's public `matches` (routers included by FastAPI nest their routes)."""
+    from starlette.routing import Match
+
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
 
 
 def _unavailable(retry_after_s: int) -> JSONResponse:

@@ -3,20 +3,24 @@ goes through :func:`transition`, which checks it against :data:`TRANSITIONS` and
 time.
 
 ``queued -> running`` when a trial is first leased (broker), then ``finished`` (broker, once
-every trial is finished and in the job's Optuna study), ``cancelled`` (API) or ``failed``
-(broker: the job's sampler cannot run here). Anything else is a 409. Its own module, depending
+every trial is finished and in the job's Optuna study: :func:`finish_done_jobs`), ``cancelled``
+(API) or ``failed`` (broker: the job's sampler cannot run here, or its task cannot run). Anything else is a 409. Its own module, depending
 on the models alone, so that both ``service.jobs`` and ``service.broker`` can use it
 (``service.jobs`` imports the broker).
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
-from service.db.models import Job, JobStatus, utcnow
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.db.models import Job, JobStatus, Trial, TrialState, utcnow
 from service.errors import Conflict
 
-__all__ = ["TRANSITIONS", "transition"]
+__all__ = ["TRANSITIONS", "finish_done_jobs", "transition"]
 
 # Allowed status changes; anything else is a 409.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -50,3 +54,34 @@ def transition(
         job.cancelled_at = at
     if error is not None:
         job.error = error
+
+
+def finish_done_jobs(session: Session, job_ids: set[uuid.UUID], now: datetime) -> None:
+    """Mark active jobs finished once n_trials of their trials are finished *and* written
+    into the job's Optuna study, so a finished job's study is complete. Called by the Optuna
+    writer (service/broker/study_sink.py) after each write; it locks the jobs' rows, so of two
+    concurrent writers the later one sees the other's trials."""
+    if not job_ids:
+        return
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.id.in_(job_ids))
+        .order_by(Job.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    for job in jobs:
+        if job.status not in JobStatus.active():
+            continue
+        done = session.scalar(
+            select(func.count())
+            .select_from(Trial)
+            .where(
+                Trial.job_id == job.id,
+                Trial.state.in_([s.value for s in TrialState.finished()]),
+                Trial.optuna_trial_id.is_not(None),
+            )
+        )
+        if job.n_trials <= (done or 0):
+            # A job with finished trials has had a trial leased, so it is running.
+            transition(job, JobStatus.FINISHED, now=now)

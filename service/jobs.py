@@ -21,10 +21,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from optimizer.space import SearchSpace
+from optimizer.tasks.trust import ALLOWED_MODULES_ENV, TaskNotAllowed
 from optimizer.warm_start import warm_start_configs
 from service.broker.leasing import enqueue_trials
 from service.db.models import Job, JobStatus, Tenant, Trial, TrialReport, TrialState
-from service.errors import Conflict, NotFound, QuotaExceeded
+from service.errors import Conflict, InvalidInput, NotFound, OverLimit, QuotaExceeded
 from service.job_status import transition
 from service.keys import Principal
 from service.recommendations import job_recommendation
@@ -67,18 +68,20 @@ def _quota_checks(
         ("steps", body.budget.steps, settings.quota_steps_per_trial, "steps per trial"),
         ("seeds", body.budget.seeds, settings.quota_seeds_per_trial, "seeds per trial"),
     )
-    for field, value, limit, what in limits:
-        if value > limit:
-            raise QuotaExceeded(
-                {
-                    "quota": what,
-                    "field": f"budget.{field}",
-                    "limit": limit,
-                    "requested": value,
-                    "msg": f"budget.{field} = {value} exceeds this tenant's quota of {limit} {what}",
-                },
-                retry,
-            )
+    over = [
+        {
+            "loc": ["body", "budget", field],
+            "msg": f"budget.{field} = {value} exceeds this tenant's limit of {limit} {what}; "
+            "ask for at most that many (the operator sets it)",
+            "type": "over_limit",
+            "limit": limit,
+            "requested": value,
+        }
+        for field, value, limit, what in limits
+        if value > limit
+    ]
+    if over:
+        raise OverLimit(over)
     active = session.scalar(
         select(func.count())
         .select_from(Job)
@@ -94,6 +97,20 @@ def _quota_checks(
             },
             retry,
         )
+
+
+#: How this server's operator allows task modules (named in the refusal).
+SERVER_SETTING = f"the server's {ALLOWED_MODULES_ENV}"
+
+
+def _check_task_allowed(settings: Settings, name: str) -> None:
+    """Task code is trusted code: a name that is not a built-in, an installed entry point, or
+    under a module prefix this server's operator allowed is refused before anything is
+    written (optimizer/tasks/trust.py)."""
+    try:
+        settings.task_trust().check(name, where="this server", setting=SERVER_SETTING)
+    except TaskNotAllowed as exc:
+        raise InvalidInput.at(["body", "task", "name"], str(exc)) from None
 
 
 def _by_idempotency_key(session: Session, tenant_id: uuid.UUID, key: str) -> Job | None:
@@ -115,6 +132,7 @@ def create_job(
     idempotency_key: str | None = None,
 ) -> tuple[Job, bool]:
     """Submit a job; returns it and whether it was created (False: an idempotent replay)."""
+    _check_task_allowed(settings, body.task.name)
     spec = body.spec()
     name = body.name or body.task.name
     if idempotency_key is not None:

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: the request-body size limit and the Prometheus request metrics.
+"""Pure ASGI middleware: the request-body size limit, the security headers and the Prometheus
+request metrics.
 
 The size limit reads the body before the application does, counting bytes as they arrive,
 so it holds whether or not the client sent ``Content-Length`` (chunked uploads included);
@@ -142,3 +143,33 @@ class MetricsMiddleware:
             method = scope.get("method", "")
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
+
+
+class SecurityHeadersMiddleware:
+    """Headers on every answer: ``X-Content-Type-Options: nosniff`` (a browser must not guess
+    a JSON error to be a page), and ``Cache-Control: no-store`` on the API's answers, which
+    hold a tenant's data (no shared or browser cache keeps them). An answer that set its own
+    ``Cache-Control`` (the dashboard's versioned assets) keeps it."""
+
+    def __init__(self, app: ASGIApp, api_prefix: str) -> None:
+        self.app = app
+        self.api_prefix = api_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        private = str(scope.get("path", "")).startswith(self.api_prefix)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                if b"x-content-type-options" not in names:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                if private and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

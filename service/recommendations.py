@@ -6,7 +6,8 @@ worker measured it, else the final training loss); `diverged` trials give the di
 evidence, seed by seed (`seeds_diverged_at`: a seed that did not diverge counts as a safe
 seed for the divergence edge; rows from before that column count every seed as diverged).
 Pruned trials stopped early, so their losses are not comparable with finished ones, and
-failed trials carry nothing: both are left out.
+failed trials carry nothing: both are left out. The answer lists the jax/jaxlib/optax
+versions those trials were trained with, and warns when they differ.
 
 The answer is `provisional` while the job runs and `final` once it has ended. Fitting is cheap
 at the sizes a job has, but a busy dashboard polls; answers are cached per (job, finished
@@ -24,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from optimizer.recommendation import NotEnoughEvidence, TrialOutcome, recommend
+from optimizer.versions import summarise as summarise_versions
 from service.db.models import Job, JobStatus, Trial, TrialState
 from service.errors import Conflict, NotFound
 
@@ -74,7 +76,9 @@ def _compute(trials: list[Trial], job: Job, status: str) -> dict[str, Any]:
             f"no recommendation for job {job.id} yet: {exc.reason} "
             f"({len(trials)} of {job.n_trials} trials finished with a result)"
         ) from None
-    return {"job_id": str(job.id), **rec.to_dict()}
+    # The versions the answer rests on: those of the trials it was fitted on.
+    versions, warnings = summarise_versions(t.versions for t in trials)
+    return {"job_id": str(job.id), **rec.to_dict(), "versions": versions, "warnings": warnings}
 
 
 def job_recommendation(

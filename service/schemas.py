@@ -1,7 +1,8 @@
 """The API's request and response schemas (pydantic), translated at the edges.
 
-Requests are strict: unknown fields are rejected, every float must be finite, strings and
-collections are bounded. A job's search space is checked against ACProp's rules by
+Requests are strict (service/inbound.py): unknown fields are rejected, every float must be
+finite, no string or boolean stands in for a number, strings and collections are bounded, and
+nesting too; no text holds NUL or a lone surrogate. A job's search space is checked against ACProp's rules by
 ``optimizer.space`` and its task by ``optimizer.tasks.validate_task_options`` (both jax-free),
 so a 422 names the offending field. Responses never carry a non-finite float (it would not be
 valid JSON): such values are rendered as ``null``.
@@ -30,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from optimizer.space import Fixed, Range, SearchSpace, SpaceError, validate_entry
 from optimizer.tasks import TaskOptionsError, validate_task_options
+from service.inbound import InboundModel
 
 
 @functools.cache
@@ -52,8 +54,8 @@ MAX_NAME = 200
 MAX_TASK_OPTIONS = 64
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
+class StrictModel(InboundModel):
+    model_config = ConfigDict(str_max_length=10_000)
 
 
 class FixedValue(StrictModel):
@@ -337,6 +339,12 @@ class TrialOut(OutModel):
     validation_losses: list[float | None] | None
     wall_s: float | None
     compile_s: float | None
+    versions: dict[str, str] | None = Field(
+        None, description="the jax, jaxlib and optax versions the trial was trained with"
+    )
+    error: str | None = Field(
+        None, description="why the trial failed, as its worker reported it (class and message)"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

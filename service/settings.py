@@ -13,9 +13,11 @@ import os
 import sys
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from optimizer.tasks.trust import TaskTrust
 
 APP_NAME = "acprop-tuner"
 
@@ -75,6 +77,26 @@ class Settings(BaseSettings):
     max_lease_capacity: int = Field(default=256, ge=1, le=4_096)
 
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
+
+    # Task code is trusted code (optimizer/tasks/trust.py): besides built-in tasks and
+    # installed entry points, a job may name `package.module:factory` only under these
+    # comma-separated module prefixes. Each worker checks its own setting again.
+    allowed_task_modules: str = Field(
+        default="",
+        max_length=4_000,
+        description="comma-separated module prefixes whose `module:factory` task names jobs "
+        "may use (default: none)",
+    )
+
+    @field_validator("allowed_task_modules")
+    @classmethod
+    def _prefixes(cls, value: str) -> str:
+        TaskTrust.of(value.split(","), environ=False)  # ValueError names a bad prefix
+        return value
+
+    def task_trust(self) -> TaskTrust:
+        """The task modules this server's operator allowed."""
+        return TaskTrust.of(self.allowed_task_modules.split(","), environ=False)
 
     def database_url_value(self) -> str:
         """The real database URL (may hold a password: never log it)."""

@@ -21,6 +21,7 @@ import httpx
 
 from worker.protocol import (
     CompleteAnswer,
+    Failure,
     HeartbeatAnswer,
     Lease,
     LeaseAnswer,
@@ -180,10 +181,10 @@ class WorkerClient:
         )
 
     def _post_fenced(
-        self, path: str, key: str, items: Sequence[Report | Result]
+        self, path: str, key: str, items: Sequence[Report | Result | Failure]
     ) -> tuple[dict[str, Any], list[str], frozenset[str]]:
         """POST `items`, dropping those a 409 names as lost and resending the rest."""
-        pending: list[Report | Result] = list(items)
+        pending: list[Report | Result | Failure] = list(items)
         lost: set[str] = set()
         while pending:
             try:
@@ -232,6 +233,13 @@ class WorkerClient:
 
     def complete(self, results: Sequence[Result]) -> CompleteAnswer:
         _, accepted, lost = self._post_fenced("/complete", "results", results)
+        return CompleteAnswer(accepted=tuple(accepted), lost=lost)
+
+    def fail(self, failures: Sequence[Failure]) -> CompleteAnswer:
+        """Report trials this worker could not build or train (they fail, with the reason)."""
+        if not failures:
+            return CompleteAnswer(accepted=(), lost=frozenset())
+        _, accepted, lost = self._post_fenced("/fail", "failures", failures)
         return CompleteAnswer(accepted=tuple(accepted), lost=lost)
 
     def release(self, tokens: Sequence[str]) -> frozenset[str]:

@@ -18,6 +18,8 @@ import threading
 import uuid
 from types import FrameType
 
+from optimizer.tasks.trust import TaskTrust
+
 TOKEN_ENV = "ACPROP_TUNER_WORKER_TOKEN"
 
 log = logging.getLogger("worker")
@@ -74,6 +76,10 @@ def _validate(args: argparse.Namespace) -> str | None:
         return "--max-trials must be >= 1"
     if args.idle_exit is not None and args.idle_exit < 0:
         return "--idle-exit must be >= 0"
+    try:
+        TaskTrust.of(args.allow_task_module or ())
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -126,6 +132,7 @@ def worker(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         max_trials=args.max_trials,
         idle_exit_s=args.idle_exit,
+        allowed_task_modules=TaskTrust.of(args.allow_task_module or ()).modules,
     )
     log.info(
         "worker %s: server %s, capacity %d, device %s",

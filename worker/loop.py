@@ -14,12 +14,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from optimizer.tasks.trust import TaskTrust
 from worker.batch import BatchContext, PopulationBatch, Stats, release
-from worker.client import ProtocolError, ServerUnavailable, WorkerClient
+from worker.client import ClientError, ProtocolError, ServerUnavailable, WorkerClient
 from worker.heartbeat import Heartbeat
 from worker.journal import Journal
 from worker.population import PopulationPool, lanes_of
-from worker.protocol import Lease, LeaseAnswer
+from worker.protocol import Failure, Lease, LeaseAnswer, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ class WorkerOptions:
     seeds: int | None = None  # compiled seed dimension; None: the job's own seed count
     max_trials: int | None = None
     idle_exit_s: float | None = None
+    #: Module prefixes of `package.module:factory` tasks this worker may import (besides
+    #: built-ins and installed entry points): optimizer/tasks/trust.py.
+    allowed_task_modules: tuple[str, ...] = ()
 
 
 class WorkerLoop:
@@ -51,7 +55,7 @@ class WorkerLoop:
         self.options = options
         self.stop = stop or threading.Event()
         self.journal = journal or Journal(None, worker_id=options.worker_id)
-        self.pool = pool or PopulationPool()
+        self.pool = pool or PopulationPool(TaskTrust.of(options.allowed_task_modules))
         self.heartbeat = Heartbeat(client.clone(), interval_s=1.0, on_lost=self._heartbeat_lost)
         self.stats = Stats()
         self._held: dict[str, Lease] = {}  # token -> lease, for the heartbeat's journal lines
@@ -141,19 +145,34 @@ class WorkerLoop:
                     continue
                 try:
                     PopulationBatch(self.batches).train(group)
-                except (ValueError, ImportError, LookupError, ArithmeticError) as exc:
-                    # This worker cannot train these trials (an unknown or broken task, a
-                    # configuration the engine rejects). Stop renewing their leases instead of
-                    # releasing them: each expiry counts as an attempt, so a trial no worker
-                    # can run ends `failed` after `max_attempts` rather than circulating.
-                    log.error("cannot train %d trial(s): %s", len(group), exc, exc_info=True)
-                    self.heartbeat.untrack([lease.token for lease in group])
-                    self.journal.write("error", error=f"{type(exc).__name__}: {exc}"[:500])
+                except Exception as exc:
+                    # Task code is the operator's, but it can still fail: a task not allowed
+                    # here, an import error, a factory raising on its options, a batch that
+                    # branches on a traced value, a program the device cannot run. Whatever
+                    # it is, it fails these trials (with the reason, on the server), never
+                    # this process.
+                    self._fail(group, exc)
         finally:
             self.heartbeat.untrack(tokens)
             for token in tokens:
                 self._held.pop(token, None)
                 self.batches.completing.discard(token)
+
+    def _fail(self, group: Sequence[Lease], exc: Exception) -> None:
+        error = describe_error(exc)
+        log.error("cannot train %d trial(s): %s", len(group), error, exc_info=True)
+        tokens = [lease.token for lease in group if lease.token not in self.batches.completing]
+        self.heartbeat.untrack(tokens)
+        self.journal.write("error", error=error)
+        try:
+            answer = self.client.fail([Failure(token, error) for token in tokens])
+        except ClientError as exc_fail:
+            # The leases expire and their trials are retried; the reason stays in this log.
+            log.warning("could not report the failure (%s); the reaper will take them", exc_fail)
+            return
+        log.info(
+            "failed %d trial(s) on the server (%d lost)", len(answer.accepted), len(answer.lost)
+        )
 
     def _heartbeat_lost(self, tokens: frozenset[str]) -> None:
         # Runs on the heartbeat thread: journal only; the training thread acts on it at the

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.tasks.trust import TaskTrust
 from worker.protocol import Lease, TaskSpec
 
 
@@ -118,7 +119,9 @@ class PopulationPool:
     The trainer's compiled programs live in the optimizer's process-wide program cache; the
     pool keeps the loaded task too (building a task loads its data set)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trust: TaskTrust | None = None) -> None:
+        # What this worker's operator allowed; a name outside it is refused before import.
+        self._trust = trust or TaskTrust()
         self._tasks: dict[tuple[str, str], Any] = {}
         self._trainers: dict[tuple[Any, ...], Any] = {}
 
@@ -127,7 +130,7 @@ class PopulationPool:
         if key not in self._tasks:
             from optimizer.tasks import load_task
 
-            self._tasks[key] = load_task(spec.name, dict(spec.options))
+            self._tasks[key] = load_task(spec.name, dict(spec.options), trust=self._trust)
         return self._tasks[key]
 
     def trainer(self, spec: TaskSpec, capacity: int, n_seeds: int, chunk_steps: int) -> Any:

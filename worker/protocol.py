@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
+
+from optimizer import versions as training_versions
 
 # Job and trial ids are whatever JSON scalar the server uses (integers or UUID strings); the
 # worker only echoes them into its journal, so it keeps them as they came.
@@ -113,6 +117,12 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@lru_cache(maxsize=1)
+def installed_versions() -> Mapping[str, str]:
+    """This worker's training versions, read once per process (they cannot change under it)."""
+    return MappingProxyType(training_versions.installed())
+
+
 @dataclass(frozen=True)
 class Report:
     """One trial's losses per seed at `step` (the end of a chunk)."""
@@ -137,6 +147,8 @@ class Result:
     pruned: bool
     wall_s: float
     compile_s: float
+    #: The jax, jaxlib and optax versions that trained it (this process's, by default).
+    versions: Mapping[str, str] = field(default_factory=installed_versions)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,4 +160,28 @@ class Result:
             "pruned": self.pruned,
             "wall_s": round(self.wall_s, 6),
             "compile_s": round(self.compile_s, 6),
+            "versions": dict(self.versions),
         }
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A trial this worker could not build or train, and why."""
+
+    token: str
+    error: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"token": self.token, "error": self.error}
+
+
+#: The longest reason a worker sends (the server stores at most this much).
+MAX_ERROR = 1000
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as a user may read it: its class and message, no traceback, bounded.
+    JAX's tracer errors run to pages; the first lines say what went wrong."""
+    message = " ".join(str(exc).split("\n")[:3]).strip()
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 3] + "..."

@@ -14,13 +14,17 @@ from optimizer.tasks.registry import (
     task_schema,
     validate_task_options,
 )
+from optimizer.tasks.trust import ALLOWED_MODULES_ENV, TaskNotAllowed, TaskTrust
 
 __all__ = [
+    "ALLOWED_MODULES_ENV",
     "ENTRY_POINT_GROUP",
     "OptionSchema",
     "Task",
     "TaskMeta",
+    "TaskNotAllowed",
     "TaskOptionsError",
+    "TaskTrust",
     "load_task",
     "task_names",
     "task_schema",

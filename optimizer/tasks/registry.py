@@ -31,9 +31,12 @@ from optimizer.tasks.options import (
     OptionSchema,
     TaskOptionsError,
 )
+from optimizer.tasks.trust import ALLOWED_MODULES_ENV, TaskNotAllowed, TaskTrust
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "WORKER_SETTING",
+    "TaskNotAllowed",
     "load_task",
     "task_names",
     "task_schema",
@@ -41,6 +44,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "acprop_tuner.tasks"
+#: How a worker's operator allows task modules (named in the refusal).
+WORKER_SETTING = f"the worker's --allow-task-module PREFIX or {ALLOWED_MODULES_ENV}"
 
 # `package.module:factory`, each part a Python identifier (dotted on the module side).
 _FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -206,12 +211,18 @@ def _resolve(spec: str) -> Callable[..., Any]:
     return cast(Callable[..., Any], obj)
 
 
-def load_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
+def load_task(
+    name: str, options: Mapping[str, Any] | None = None, *, trust: TaskTrust | None = None
+) -> Task:
     """Build the task ``name`` with ``options`` (imports its implementation, and JAX).
 
     A custom factory is called as ``factory(**options)`` and must return an object satisfying
-    the :class:`~optimizer.tasks.base.Task` protocol.
+    the :class:`~optimizer.tasks.base.Task` protocol. With ``trust`` (a worker passes its
+    operator's), a name it does not allow raises :class:`TaskNotAllowed` before anything is
+    imported; without it the caller is trusted (a program or notebook naming its own task).
     """
+    if trust is not None:
+        trust.check(name, where="this worker", setting=WORKER_SETTING)
     validated = validate_task_options(name, options)
     if name in _BUILTINS:
         factory = _resolve(_BUILTINS[name][1])

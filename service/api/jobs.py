@@ -16,6 +16,7 @@ from service.api.responses import AUTHENTICATED, errors
 from service.auth import UserPrincipal
 from service.db.models import JobStatus
 from service.deps import SessionDep, SettingsDep, StudiesDep
+from service.inbound import json_problem
 from service.schemas import (
     BudgetOut,
     FixedOut,
@@ -34,6 +35,15 @@ from service.schemas import (
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
+def _task_out(task: dict[str, Any]) -> TaskOut:
+    """The job's task; options stored before the API bounded its input (service/inbound.py)
+    that could not be rendered are left out, so one such job cannot break a job list."""
+    options = task.get("options") or {}
+    if json_problem(options) is not None:
+        options = {}
+    return TaskOut(name=task["name"], options=options)
+
+
 def job_out(view: jobs.JobView) -> JobOut:
     job, counts, spec = view.job, view.counts, view.job.spec
     finished = sum(counts.get(s, 0) for s in ("complete", "pruned", "diverged", "failed"))
@@ -41,7 +51,7 @@ def job_out(view: jobs.JobView) -> JobOut:
         id=job.id,
         name=job.name,
         status=job.status,  # type: ignore[arg-type]
-        task=TaskOut(**spec["task"]),
+        task=_task_out(spec["task"]),
         space={
             k: FixedOut(**v) if "value" in v else RangeOut(**v) for k, v in spec["space"].items()
         },
@@ -87,6 +97,8 @@ def trial_out(view: jobs.TrialView) -> TrialOut:
         validation_losses=t.validation_losses,
         wall_s=t.wall_s,
         compile_s=t.compile_s,
+        versions=t.versions,
+        error=t.error,
         created_at=t.created_at,
         started_at=t.started_at,
         finished_at=t.finished_at,

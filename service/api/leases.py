@@ -17,12 +17,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from optimizer.versions import VERSION_PATTERN
 from service.auth import require_scope
 from service.broker.broker import Broker
 from service.broker.fencing import LeasesLost
-from service.broker.results import ReportIn, ResultIn
-from service.db.models import KeyScope
+from service.broker.writes import FailureIn, ReportIn, ResultIn
+from service.db.models import MAX_ERROR, KeyScope
 from service.errors import Conflict, ErrorBody
+from service.inbound import InboundModel
 from service.keys import Principal
 
 
@@ -82,8 +84,8 @@ Token = Annotated[str, Field(min_length=1, max_length=200)]
 Tokens = Annotated[list[Token], Field(max_length=MAX_BATCH)]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class _In(InboundModel):
+    pass
 
 
 class LeaseRequest(_In):
@@ -146,6 +148,17 @@ class StopResponse(BaseModel):
     stop: list[str]
 
 
+_Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
+
+
+class TrainingVersions(_In):
+    """The library versions the worker trained with (optimizer.versions.TRAINING_PACKAGES)."""
+
+    jax: _Version
+    jaxlib: _Version
+    optax: _Version
+
+
 class ResultItem(_In):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=True)
 
@@ -162,10 +175,24 @@ class ResultItem(_In):
     pruned: bool = False
     wall_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     compile_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    versions: TrainingVersions | None = None
 
 
 class CompleteRequest(_In):
     results: Annotated[list[ResultItem], Field(max_length=MAX_BATCH)]
+
+
+class FailureItem(_In):
+    token: Token
+    error: str = Field(
+        min_length=1,
+        max_length=MAX_ERROR,
+        description="the exception's class and message (no traceback)",
+    )
+
+
+class FailRequest(_In):
+    failures: Annotated[list[FailureItem], Field(max_length=MAX_BATCH)]
 
 
 class AcceptedResponse(BaseModel):
@@ -206,24 +233,26 @@ def lease(body: LeaseRequest, worker: Worker, broker: BrokerDep) -> LeaseRespons
 
 
 @router.post("/heartbeat", response_model=HeartbeatResponse)
-def heartbeat(body: TokensRequest, _worker: Worker, broker: BrokerDep) -> HeartbeatResponse:
+def heartbeat(body: TokensRequest, worker: Worker, broker: BrokerDep) -> HeartbeatResponse:
     """Renew leases; never 409: says which are no longer held."""
-    held, lost, expires_at = broker.heartbeat(body.tokens)
+    held, lost, expires_at = broker.heartbeat(worker.tenant_id, body.tokens)
     return HeartbeatResponse(held=held, lost=lost, expires_at=expires_at)
 
 
 @router.post("/report", response_model=StopResponse, responses=_LOST)
-def report(body: ReportRequest, _worker: Worker, broker: BrokerDep) -> StopResponse:
+def report(body: ReportRequest, worker: Worker, broker: BrokerDep) -> StopResponse:
     """Intermediate losses of many trials; answers which trials to stop."""
     try:
-        stop = broker.report([ReportIn(r.token, r.step, r.losses) for r in body.reports])
+        stop = broker.report(
+            worker.tenant_id, [ReportIn(r.token, r.step, r.losses) for r in body.reports]
+        )
     except LeasesLost as exc:
         raise _conflict(exc) from None
     return StopResponse(stop=stop)
 
 
 @router.post("/complete", response_model=AcceptedResponse, responses=_LOST)
-def complete(body: CompleteRequest, _worker: Worker, broker: BrokerDep) -> AcceptedResponse:
+def complete(body: CompleteRequest, worker: Worker, broker: BrokerDep) -> AcceptedResponse:
     """Final results of many trials."""
     items = [
         ResultIn(
@@ -235,19 +264,32 @@ def complete(body: CompleteRequest, _worker: Worker, broker: BrokerDep) -> Accep
             pruned=r.pruned,
             wall_s=r.wall_s,
             compile_s=r.compile_s,
+            versions=r.versions.model_dump() if r.versions else None,
         )
         for r in body.results
     ]
     try:
-        return AcceptedResponse(accepted=broker.complete(items))
+        return AcceptedResponse(accepted=broker.complete(worker.tenant_id, items))
+    except LeasesLost as exc:
+        raise _conflict(exc) from None
+
+
+@router.post("/fail", response_model=AcceptedResponse, responses=_LOST)
+def fail(body: FailRequest, worker: Worker, broker: BrokerDep) -> AcceptedResponse:
+    """Trials the worker could not build or train (a task that fails to load, raises, or
+    cannot be traced), with the reason; they fail, and so does their job if none of its
+    trials has a result yet."""
+    items = [FailureIn(token=f.token, error=f.error) for f in body.failures]
+    try:
+        return AcceptedResponse(accepted=broker.fail(worker.tenant_id, items))
     except LeasesLost as exc:
         raise _conflict(exc) from None
 
 
 @router.post("/release", response_model=ReleasedResponse, responses=_LOST)
-def release(body: TokensRequest, _worker: Worker, broker: BrokerDep) -> ReleasedResponse:
+def release(body: TokensRequest, worker: Worker, broker: BrokerDep) -> ReleasedResponse:
     """Give unfinished trials back (a stopping worker); not counted as attempts."""
     try:
-        return ReleasedResponse(released=broker.release(body.tokens))
+        return ReleasedResponse(released=broker.release(worker.tenant_id, body.tokens))
     except LeasesLost as exc:
         raise _conflict(exc) from None

@@ -19,12 +19,12 @@ import optuna
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.broker import leasing, results
+from service.broker import completion, lease_endings, leasing, reports
 from service.broker.fencing import HeldLease
 from service.broker.reaper import Reaper
 from service.broker.registry import MirrorRegistry, load_intermediate
-from service.broker.results import ReportIn, ResultIn
 from service.broker.study_sink import write_finished
+from service.broker.writes import FailureIn, ReportIn, ResultIn
 from service.db.models import Job, utcnow
 
 __all__ = ["Broker", "LeaseAnswer"]
@@ -34,12 +34,6 @@ __all__ = ["Broker", "LeaseAnswer"]
 class LeaseAnswer:
     grants: list[leasing.Grant]
     retry_after_s: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class _JobFacts:
-    steps: int
-    uses_pruner: bool
 
 
 class Broker:
@@ -64,7 +58,7 @@ class Broker:
         self.reaper = Reaper(session_factory, storage, period_s=reaper_period_s)
         self._locks: dict[uuid.UUID, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._facts: dict[uuid.UUID, _JobFacts] = {}
+        self._uses_pruner: dict[uuid.UUID, bool] = {}  # job -> its pruner is not "none"
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -90,35 +84,43 @@ class Broker:
                     return LeaseAnswer(grants, None)
         return LeaseAnswer([], self.retry_after_s)
 
-    def heartbeat(self, tokens: Sequence[str]) -> tuple[list[str], list[str], datetime]:
+    def heartbeat(
+        self, tenant_id: uuid.UUID, tokens: Sequence[str]
+    ) -> tuple[list[str], list[str], datetime]:
         with self._sessions() as session:
-            return results.heartbeat(session, tokens, ttl_s=self.lease_ttl_s, now=utcnow())
+            return lease_endings.heartbeat(
+                session, tenant_id, tokens, ttl_s=self.lease_ttl_s, now=utcnow()
+            )
 
-    def report(self, reports: Sequence[ReportIn]) -> list[str]:
-        """Store the losses; returns the tokens to stop (pruned, or their job cancelled)."""
+    def report(self, tenant_id: uuid.UUID, items: Sequence[ReportIn]) -> list[str]:
+        """Store the losses; returns the tokens to stop (pruned, or their job ended)."""
         with self._sessions() as session:
-            live, stop = results.record_reports(session, reports, now=utcnow())
-            facts = self._job_facts(session, {le.job_id for le in live})
-            pruning = [le for le in live if facts[le.job_id].uses_pruner]
+            live, stop = reports.record_reports(session, tenant_id, items, now=utcnow())
+            pruning = [le for le in live if self._pruned(session, le.job_id)]
             if pruning:
                 stop += self._prune(session, pruning)
         return sorted(set(stop))
 
-    def complete(self, items: Sequence[ResultIn]) -> list[str]:
+    def complete(self, tenant_id: uuid.UUID, items: Sequence[ResultIn]) -> list[str]:
         """Record the results, then write the newly finished trials into the Optuna study."""
         with self._sessions() as session:
-
-            def steps_of(job_ids: set[uuid.UUID]) -> dict[uuid.UUID, int]:
-                return {j: f.steps for j, f in self._job_facts(session, job_ids).items()}
-
-            accepted, finished = results.complete(session, items, steps_of=steps_of, now=utcnow())
+            accepted, finished = completion.complete(session, tenant_id, items, now=utcnow())
             if finished:
                 write_finished(session, self._storage(), finished)
         return accepted
 
-    def release(self, tokens: Sequence[str]) -> list[str]:
+    def fail(self, tenant_id: uuid.UUID, items: Sequence[FailureIn]) -> list[str]:
+        """Fail trials whose task could not run (and their job, if it has no result yet);
+        the failed trials go into the Optuna study as FAIL."""
         with self._sessions() as session:
-            return results.release(session, tokens, now=utcnow())
+            accepted, failed = completion.fail(session, tenant_id, items, now=utcnow())
+            if failed:
+                write_finished(session, self._storage(), failed)
+        return accepted
+
+    def release(self, tenant_id: uuid.UUID, tokens: Sequence[str]) -> list[str]:
+        with self._sessions() as session:
+            return lease_endings.release(session, tenant_id, tokens, now=utcnow())
 
     # -- internals -------------------------------------------------------------------------
 
@@ -126,15 +128,12 @@ class Broker:
         with self._locks_guard:
             return self._locks.setdefault(job_id, threading.Lock())
 
-    def _job_facts(self, session: Session, job_ids: set[uuid.UUID]) -> dict[uuid.UUID, _JobFacts]:
-        missing = [j for j in job_ids if j not in self._facts]
-        if missing:
-            for job_id, steps, spec in session.execute(
-                select(Job.id, Job.steps, Job.spec).where(Job.id.in_(missing))
-            ):
-                pruner = (spec or {}).get("pruner") or "none"
-                self._facts[job_id] = _JobFacts(steps, pruner != "none")
-        return {j: self._facts[j] for j in job_ids if j in self._facts}
+    def _pruned(self, session: Session, job_id: uuid.UUID) -> bool:
+        """Whether the job's pruner is not "none" (a job's spec never changes: kept)."""
+        if job_id not in self._uses_pruner:
+            spec = session.scalar(select(Job.spec).where(Job.id == job_id)) or {}
+            self._uses_pruner[job_id] = (spec.get("pruner") or "none") != "none"
+        return self._uses_pruner[job_id]
 
     def _prune(self, session: Session, leases: Sequence[HeldLease]) -> list[str]:
         intermediate = load_intermediate(session, [(le.trial_id, le.attempt) for le in leases])

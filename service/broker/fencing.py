@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,7 +31,8 @@ class EndReason(StrEnum):
     COMPLETED = "completed"  # the worker's result was accepted
     EXPIRED = "expired"  # not renewed in time; counts against max_attempts
     RELEASED = "released"  # given back by a stopping worker; not counted
-    CANCELLED = "cancelled"  # the job was cancelled
+    CANCELLED = "cancelled"  # the job was cancelled, or failed
+    FAILED = "failed"  # the worker could not build or train the trial's task
 
 
 class LeasesLost(Exception):
@@ -43,7 +45,8 @@ class LeasesLost(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HeldLease:
-    """A lease looked up by its token, with what fencing decisions need of its trial and job."""
+    """A lease looked up by its token, with what fencing decisions need of its trial and job,
+    and the job's schedule that every write is checked against (seeds, steps, cadence)."""
 
     token: str
     lease_id: int
@@ -55,6 +58,32 @@ class HeldLease:
     job_id: uuid.UUID
     job_status: str
     trial_state: str
+    trial_number: int
+    worker_id: str
+    job_seeds: int
+    job_steps: int
+    job_report_every: int
+
+    @classmethod
+    def from_row(cls, token: str, row: Any) -> HeldLease:
+        """From a row of `load_leases`' columns (or the report fast path's, the same names)."""
+        return cls(
+            token=token,
+            lease_id=row.id,
+            trial_id=row.trial_id,
+            attempt=row.attempt,
+            expires_at=row.expires_at,
+            ended_at=row.ended_at,
+            end_reason=row.end_reason,
+            job_id=row.job_id,
+            job_status=row.status,
+            trial_state=row.state,
+            trial_number=row.number,
+            worker_id=row.worker_id,
+            job_seeds=row.seeds,
+            job_steps=row.steps,
+            job_report_every=row.report_every,
+        )
 
     def live(self, now: datetime) -> bool:
         return self.ended_at is None and self.expires_at > now
@@ -64,9 +93,11 @@ class HeldLease:
 
 
 def load_leases(
-    session: Session, tokens: Iterable[str], *, lock: bool = False
+    session: Session, tokens: Iterable[str], *, tenant_id: uuid.UUID, lock: bool = False
 ) -> dict[str, HeldLease]:
-    """The leases of these tokens, by token; unknown tokens are absent.
+    """The leases of these tokens held for jobs of `tenant_id` (the worker key's tenant), by
+    token; unknown tokens, and tokens of another tenant's leases, are absent: to a worker of
+    another tenant a valid token is as lost as a made-up one.
 
     With `lock`, the lease rows are locked (FOR UPDATE) until the transaction ends, so the
     reaper (which claims with SKIP LOCKED) cannot end them under a write.
@@ -83,30 +114,23 @@ def load_leases(
             Lease.expires_at,
             Lease.ended_at,
             Lease.end_reason,
+            Lease.worker_id,
             Trial.job_id,
             Job.status,
             Trial.state,
+            Trial.number,
+            Job.seeds,
+            Job.steps,
+            Job.report_every,
         )
         .join(Trial, Trial.id == Lease.trial_id)
         .join(Job, Job.id == Trial.job_id)
-        .where(Lease.token_hash.in_(list(by_hash)))
+        .where(Lease.token_hash.in_(list(by_hash)), Job.tenant_id == tenant_id)
         .order_by(Lease.id)
     )
     if lock:
         stmt = stmt.with_for_update(of=Lease)
-    out: dict[str, HeldLease] = {}
-    for row in session.execute(stmt):
-        token = by_hash[row.token_hash]
-        out[token] = HeldLease(
-            token=token,
-            lease_id=row.id,
-            trial_id=row.trial_id,
-            attempt=row.attempt,
-            expires_at=row.expires_at,
-            ended_at=row.ended_at,
-            end_reason=row.end_reason,
-            job_id=row.job_id,
-            job_status=row.status,
-            trial_state=row.state,
-        )
-    return out
+    return {
+        by_hash[row.token_hash]: HeldLease.from_row(by_hash[row.token_hash], row)
+        for row in session.execute(stmt)
+    }

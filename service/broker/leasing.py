@@ -23,6 +23,7 @@ from service.broker.mirror import StudyMirror, TrialSnapshot
 from service.broker.registry import MirrorRegistry
 from service.broker.tokens import hash_token, new_token
 from service.db.models import Job, JobStatus, Lease, Trial, TrialSource, TrialState
+from service.inbound import json_problem
 from service.job_status import transition
 
 __all__ = ["Grant", "candidate_jobs", "enqueue_trials", "lease_job"]
@@ -68,6 +69,13 @@ def lease_job(
     job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).one_or_none()
     if job is None or job.status not in JobStatus.active():
         session.rollback()
+        return []
+    problem = json_problem(job.spec)
+    if problem is not None:
+        # A job stored before the API bounded its input (service/inbound.py): its workers
+        # could not be sent it, so it fails with the reason instead of breaking every lease.
+        session.rollback()
+        _fail_job(session, job_id, f"the job's stored specification cannot be sent: {problem}", now)
         return []
     mirror = registry.get(job)
     try:

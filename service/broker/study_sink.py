@@ -39,8 +39,8 @@ from sqlalchemy.orm import Session
 from optimizer.sampling import search_space
 from service.broker import optuna_bulk
 from service.broker.registry import load_intermediate
-from service.broker.results import maybe_finish_jobs
 from service.db.models import Job, Trial, TrialState, utcnow
+from service.job_status import finish_done_jobs
 
 __all__ = ["TRIAL_ID_ATTR", "write_finished"]
 
@@ -115,7 +115,7 @@ def write_finished(
                 session.rollback()
             updates = _write_one_by_one(storage, pending, recover=recover)
         session.execute(update(Trial), updates)
-        maybe_finish_jobs(session, {job_id for _, job_id, _, _ in pending}, utcnow())
+        finish_done_jobs(session, {job_id for _, job_id, _, _ in pending}, utcnow())
         session.commit()
     return len(updates)
 
@@ -200,6 +200,8 @@ def _template(row: Row, intermediate: dict[int, float]) -> optuna.trial.FrozenTr
         "last_finite_loss": trial.last_finite_loss,
         "wall_s": trial.wall_s,
         "compile_s": trial.compile_s,
+        "versions": trial.versions,
+        "error": trial.error,
     }
     frozen = create_trial(
         state=state,

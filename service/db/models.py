@@ -104,6 +104,8 @@ class TrialState(StrEnum):
 
 
 _FINISHED = TrialState.finished()
+#: The longest error text stored on a trial (a worker's report of why it failed).
+MAX_ERROR = 1000
 
 
 class TrialSource(StrEnum):
@@ -229,6 +231,12 @@ class Trial(Base):
     seeds_diverged_at: Mapped[list[int | None] | None] = mapped_column(JSON)
     wall_s: Mapped[float | None] = mapped_column(Float)
     compile_s: Mapped[float | None] = mapped_column(Float)
+    # The jax, jaxlib and optax versions the completing worker trained with (revision 0004);
+    # null for older rows and for workers that did not send them.
+    versions: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # Why the trial failed, as its worker reported it (revision 0005): the exception's class
+    # and message, bounded; null for every other trial.
+    error: Mapped[str | None] = mapped_column(String(MAX_ERROR))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

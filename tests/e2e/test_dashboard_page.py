@@ -169,6 +169,58 @@ def test_another_tenants_job_is_not_found(browser: Any, site: Site) -> None:
         context.close()
 
 
+def test_a_failed_jobs_reason_is_shown(browser: Any, site: Site) -> None:
+    """A worker reports that the job's task cannot run: the page says the job failed and why,
+    and that no recommendation will come (rather than "it appears here soon")."""
+    user, _ = site.key("ivan")
+    worker_key, _ = site.key("ivan", KeyScope.WORKER)
+    job = site.submit(user, name="broken-task-job", budget={"n_trials": 4, "steps": 10})
+    reason = "TypeError: make_task() got an unexpected keyword argument 'colour'"
+    with site.client(worker_key) as worker:
+        leases = worker.post("/api/v1/leases", json={"worker_id": "w", "capacity": 4}).json()
+        failures = [{"token": le["token"], "error": reason} for le in leases["leases"]]
+        assert worker.post("/api/v1/leases/fail", json={"failures": failures}).status_code == 200
+    context, page, probe = open_page(browser, site)
+    try:
+        page.goto(f"{site.url}/dashboard#/jobs/{job['id']}")
+        enter_key(page, user)
+        failure = page.get_by_test_id("job-failure")
+        expect(failure).to_be_visible()
+        expect(failure).to_contain_text(f"This job failed: the task cannot run: {reason}")
+        expect(page.locator("#job-view .badge")).to_have_text("failed")
+        expect(page.locator("#rec-panel")).to_contain_text("The job has ended without one.")
+        assert probe.errors(r"status of 409") == []
+        screenshot(page, "dashboard-failed-job.png")
+    finally:
+        context.close()
+
+
+def test_api_docs_render_from_local_assets_only(browser: Any, site: Site) -> None:
+    """/docs (Swagger UI) and /redoc render in the browser with every request to this
+    server: nothing from a CDN, so they work on a machine without internet."""
+    context, page, probe = open_page(browser, site)
+    try:
+        page.goto(f"{site.url}/docs")
+        expect(page.locator(".swagger-ui .information-container")).to_contain_text("acprop-tuner")
+        expect(page.locator(".opblock-summary-path").first).to_be_visible()
+        assert page.locator(".opblock").count() >= 10
+        page.goto(f"{site.url}/redoc")
+        expect(page.locator("h1").first).to_contain_text("acprop-tuner")
+        # Every request the two pages made went to this server (data: URLs are inline, and
+        # a blob: URL of this origin is a worker ReDoc made from its own script).
+        fetched = [
+            url.removeprefix("blob:")
+            for _, url, _ in probe.responses
+            if not url.startswith("data:")
+        ]
+        foreign = [url for url in fetched if not url.startswith(f"{site.url}/")]
+        assert fetched and not foreign, foreign
+        assert not probe.failed, probe.failed
+        assert probe.errors() == []
+    finally:
+        context.close()
+
+
 def test_network_errors_show_a_banner_and_polling_goes_on(browser: Any, site: Site) -> None:
     user, _ = site.key("heidi")
     context, page, probe = open_page(browser, site)

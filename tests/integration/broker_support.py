@@ -81,7 +81,8 @@ class Api:
         tenant = f"t-{uuid.uuid4().hex[:8]}"
         with app.state.session_factory() as session:
             _, self.user_key = create_key(session, tenant=tenant, scope=KeyScope.USER)
-            _, self.worker_key = create_key(session, tenant=tenant, scope=KeyScope.WORKER)
+            worker, self.worker_key = create_key(session, tenant=tenant, scope=KeyScope.WORKER)
+            self.tenant_id = worker.tenant_id
 
     def post(self, path: str, body: Any, *, key: str | None = None) -> Any:
         # Raw JSON so that NaN and Infinity literals reach the server as a worker might send.

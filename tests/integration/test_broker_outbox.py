@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.app import create_app
-from service.broker import optuna_bulk, results
-from service.broker.results import ResultIn
+from service.broker import completion, optuna_bulk
 from service.broker.study_sink import TRIAL_ID_ATTR, _template, write_finished
+from service.broker.writes import ResultIn
 from service.db.models import Job, Trial, utcnow
 from service.settings import Settings
 from tests.integration.broker_support import Api
@@ -44,13 +44,13 @@ def app(settings: Settings) -> Iterator[Any]:
         yield application
 
 
-def _complete_without_writing(app: Any, tokens: list[str]) -> list[int]:
+def _complete_without_writing(app: Any, api: Api, tokens: list[str]) -> list[int]:
     """What `Broker.complete` does up to its first commit: the process then "dies"."""
     with app.state.session_factory() as session:
-        _, finished = results.complete(
+        _, finished = completion.complete(
             session,
+            api.tenant_id,
             [ResultIn(t, [0.5, 0.5], None, None, None, False, 1.0, 0.0) for t in tokens],
-            steps_of=lambda job_ids: {},
             now=utcnow(),
         )
     return finished
@@ -76,7 +76,7 @@ def test_outbox_entries_are_written_once_by_the_recovery_pass(
     api = Api(app)
     job_id = api.submit(n_trials=4)["id"]
     tokens = [le["token"] for le in api.lease(4)]
-    finished = _complete_without_writing(app, tokens[:2])
+    finished = _complete_without_writing(app, api, tokens[:2])
     assert _study_trials(app, job_id) == Counter()
     storage = app.state.studies.storage()
 

@@ -388,7 +388,7 @@ def test_cancel_ends_leases_at_the_next_heartbeat_or_report(app: Any) -> None:
     r = api.post("/leases/heartbeat", {"tokens": [a]})
     assert r.json()["held"] == [] and r.json()["lost"] == [a]
     for _ in range(2):  # and a repeated report answers the same
-        r = api.post("/leases/report", {"reports": [{"token": b, "step": 5, "losses": [1.0]}]})
+        r = api.post("/leases/report", {"reports": [{"token": b, "step": 5, "losses": [1.0, 1.0]}]})
         assert r.status_code == 200 and r.json()["stop"] == [b]
     assert api.post("/leases/complete", {"results": [result(c)]}).status_code == 409
     assert api.lease(4) == []  # a cancelled job hands out nothing
@@ -456,3 +456,31 @@ def test_capacity_beyond_the_servers_limit_is_served_as_the_limit(app: Any) -> N
     assert api.post("/jobs", body, key=api.user_key).status_code == 201
     assert len(api.lease(limit + 100)) == limit
     assert len(api.lease(limit + 100)) == 5
+
+
+def test_a_completion_stores_the_workers_versions_and_refuses_bad_ones(app: Any) -> None:
+    api = Api(app)
+    job = api.submit(n_trials=2, steps=20, report_every=10)
+    first, second = api.lease(2)
+    versions = {"jax": "0.10.2", "jaxlib": "0.10.2+cuda12", "optax": "0.2.8"}
+    before = db_state(app, job["id"])
+    for bad in (
+        {**versions, "optax": "0.2.8\x00"},
+        {**versions, "optax": "x" * 65},
+        {"jax": "0.10.2", "jaxlib": "0.10.2"},  # one missing
+        {**versions, "torch": "2.13.0"},  # not one of the three
+        {**versions, "jax": 10},
+    ):
+        r = api.post("/leases/complete", {"results": [result(first["token"], versions=bad)]})
+        assert r.status_code == 422, (bad, r.text)
+    assert db_state(app, job["id"]) == before
+    r = api.post("/leases/complete", {"results": [result(first["token"], versions=versions)]})
+    assert r.status_code == 200, r.text
+    r = api.post("/leases/complete", {"results": [result(second["token"])]})  # none sent
+    assert r.status_code == 200, r.text
+    with app.state.session_factory() as session:
+        stored = {
+            t.number: t.versions
+            for t in session.scalars(select(Trial).where(Trial.job_id == uuid.UUID(job["id"])))
+        }
+    assert stored == {first["trial"]["number"]: versions, second["trial"]["number"]: None}

@@ -291,9 +291,10 @@ def test_rate_limit_is_retried_or_raised_with_retry_after(
             assert time.monotonic() - started >= 0.9
 
             time.sleep(1.0)
-            with pytest.raises(RateLimited) as quota:  # a quota is never retried
+            with pytest.raises(InvalidRequest) as quota:  # a limit waiting cannot clear
                 patient.submit("rosenbrock", budget={"n_trials": 21})
-            assert quota.value.error == "quota_exceeded" and quota.value.retry_after_s == 60
+            assert quota.value.status == 422 and quota.value.error == "over_limit"
+            assert quota.value.fields == ["body.budget.n_trials"]
             assert "budget.n_trials" in str(quota.value)
     assert_secret_free(user.secret, impatient, e.value, quota.value)
     assert user.secret not in caplog.text

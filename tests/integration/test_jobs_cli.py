@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from service.db.models import KeyScope
 from tests.integration.broker_support import serve
 from tests.integration.conftest import Key, KeyFactory
-from tests.integration.test_recommendation_api import run_trials
+from tests.integration.test_recommendation_api import LOCAL_VERSIONS, run_trials
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,6 +153,7 @@ def test_submit_wait_follows_the_job_and_prints_the_recommendation(
     job_id, *rest = r.stdout.splitlines()
     assert uuid.UUID(job_id)
     assert "Recommended initial configuration for ACProp (final)" in r.stdout
+    assert "trained with jax 0.10.2, jaxlib 0.10.2, optax 0.2.8" in r.stdout
     assert rest[-1].startswith("optax.contrib.acprop(learning_rate=")
     assert "finished  12/12 trials" in r.stderr  # the last progress line
 
@@ -162,3 +163,84 @@ def test_submit_wait_follows_the_job_and_prints_the_recommendation(
     assert r.stdout.strip().splitlines()[-1] == rest[-1]
     r = cli("recommend", job_id, "--server", url, "--json", token=user.secret)
     assert json.loads(r.stdout)["job_id"] == job_id
+
+
+def test_trials_of_two_optax_versions_warn_in_the_api_and_the_cli(
+    url: str, user: Key, make_key: KeyFactory
+) -> None:
+    """Two workers with different optax versions complete the trials of one job: the answer
+    lists both version sets with their trial counts and warns, over the API and in
+    `acprop-tuner recommend`; `describe` prints one set plainly when they agree."""
+    worker = make_key(tenant=user.tenant, scope=KeyScope.WORKER)
+    space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "eps_root": {"value": 1e-8}}
+    body = {"task": {"name": "rosenbrock"}, "space": space, "sampler": "random",
+            "budget": {"n_trials": 12, "steps": 20, "seeds": 2, "report_every": 5}}  # fmt: skip
+    newer = {**LOCAL_VERSIONS, "optax": "0.2.9.dev0"}
+    with httpx.Client(base_url=url, timeout=10, headers=user.headers) as http:
+        r = http.post("/api/v1/jobs", json=body)
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        first = run_trials(http, worker.headers, 8, worker_id="gpu-a", capacity=4)  # type: ignore[arg-type]
+        second = run_trials(http, worker.headers, 100, worker_id="gpu-b", versions=newer)  # type: ignore[arg-type]
+        assert len(first) == 8 and len(second) == 4
+        rec = http.get(f"/api/v1/jobs/{job_id}/recommendation").json()
+    assert rec["versions"] == [{**LOCAL_VERSIONS, "n_trials": 8}, {**newer, "n_trials": 4}]
+    [warning] = rec["warnings"]
+    assert "optax 0.2.8 (8 trials)" in warning and "optax 0.2.9.dev0 (4 trials)" in warning
+    assert "jaxlib" not in warning  # only what differs is named
+
+    r = cli("recommend", job_id, "--server", url, token=user.secret)
+    assert r.returncode == 0, r.stderr
+    assert "warning: the trials were trained with different versions of optax" in r.stdout
+    assert "optax 0.2.9.dev0 (4 trials)" in r.stdout
+    assert "trained with jax" not in r.stdout  # no single set to name
+    r = cli("recommend", job_id, "--server", url, "--json", token=user.secret)
+    assert json.loads(r.stdout)["warnings"] == [warning]
+
+
+def test_text_from_the_server_is_printed_escaped(url: str, make_key: KeyFactory) -> None:
+    """A job name with terminal escape sequences, a carriage return and a bidi override is
+    shown escaped by `jobs list` and `jobs show`, never sent raw to the terminal."""
+    user = make_key()
+    evil = "\x1b[2J\x1b[Hpwned\rok\u202egnp.exe\x07"
+    with httpx.Client(base_url=url, headers=user.headers, timeout=10) as http:
+        r = http.post("/api/v1/jobs", json={"name": evil, "task": {"name": "rosenbrock"}})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+    for args in (("jobs", "list"), ("jobs", "show", job_id)):
+        r = cli(*args, "--server", url, token=user.secret)
+        assert r.returncode == 0, r.stderr
+        assert not any(ch in r.stdout for ch in "\x1b\r\x07\u202e"), repr(r.stdout)
+        assert "\\x1b[2J\\x1b[Hpwned\\x0dok\\u202egnp.exe\\x07" in r.stdout
+    r = cli("jobs", "list", "--server", url, "--json", token=user.secret)
+    assert json.loads(r.stdout)[0]["name"] == evil  # JSON keeps the data, escaped by JSON
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(url: str, make_key: KeyFactory) -> None:
+    """`acprop-tuner jobs list | head -1`: the reader leaves after one line; the command exits
+    0 without a traceback. The pipe is shrunk to one page so the listing outgrows it."""
+    import fcntl
+
+    user = make_key()
+    with httpx.Client(base_url=url, headers=user.headers, timeout=10) as http:
+        for i in range(24):
+            body = {"name": f"{i:03d}-" + "n" * 190, "task": {"name": "rosenbrock"}}
+            assert http.post("/api/v1/jobs", json=body).status_code == 201
+    read_fd, write_fd = os.pipe()
+    fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4096)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACPROP_TUNER_")}
+    env.update(PYTHONPATH=str(ROOT), ACPROP_TUNER_TOKEN=user.secret)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acprop_tuner", "jobs", "list", "--server", url],
+        stdout=write_fd,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as reader:
+        first = reader.readline()  # `head -1`, then the pipe closes
+    assert first.startswith(b"id\tname\tstatus")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()

@@ -35,17 +35,28 @@ def synthetic_losses(config: dict[str, float], seeds: list[int]) -> tuple[list[f
     return losses, diverged
 
 
+LOCAL_VERSIONS = {"jax": "0.10.2", "jaxlib": "0.10.2", "optax": "0.2.8"}
+
+
 def run_trials(
-    client: TestClient, worker: dict[str, str], limit: int, *, only_last_seed_diverges: bool = False
+    client: TestClient,
+    worker: dict[str, str],
+    limit: int,
+    *,
+    only_last_seed_diverges: bool = False,
+    worker_id: str = "synthetic",
+    versions: dict[str, str] | None = LOCAL_VERSIONS,
+    capacity: int = 8,
 ) -> list[dict[str, Any]]:
     """Lease, report and complete up to `limit` trials; returns the leased trials. Past the
     edge every seed diverges, or with `only_last_seed_diverges` only the last one does (its
-    final loss then null, as a worker sends a non-finite one)."""
+    final loss then null, as a worker sends a non-finite one). Completions carry `versions`
+    as a worker's do (None: sent without them, as a worker from before they existed)."""
     done: list[dict[str, Any]] = []
     while len(done) < limit:
         r = client.post(
             "/api/v1/leases",
-            json={"worker_id": "synthetic", "capacity": min(8, limit - len(done))},
+            json={"worker_id": worker_id, "capacity": min(capacity, limit - len(done))},
             headers=worker,
         )
         assert r.status_code == 200, r.text
@@ -71,6 +82,7 @@ def run_trials(
                     "pruned": False,
                     "wall_s": 0.1,
                     "compile_s": 0.0,
+                    **({"versions": versions} if versions is not None else {}),
                 }
             )
             done.append(trial)
@@ -143,6 +155,10 @@ def test_warm_start_sweep_then_recommendation(
     assert final["optax"].startswith("optax.contrib.acprop(learning_rate=")
     assert final["lr_interval"][0] <= lr <= final["lr_interval"][1]
     assert final["evidence"]["n_trials"] >= 30
+    # Every trial came from one worker environment: its versions, and no warning.
+    used = final["evidence"]["n_trials"]
+    assert final["versions"] == [{**LOCAL_VERSIONS, "n_trials": used}]
+    assert final["warnings"] == []
 
 
 def test_warm_start_can_be_switched_off(client: TestClient, make_key: KeyFactory) -> None:

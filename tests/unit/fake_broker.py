@@ -27,6 +27,7 @@ class FakeTrial:
     token: str | None = None
     reports: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] | None = None
+    error: str | None = None
 
 
 class FakeBroker:
@@ -81,7 +82,13 @@ class FakeBroker:
                 held = [t for t in body["tokens"] if self.by_token(t)]
                 lost = [t for t in body["tokens"] if not self.by_token(t)]
                 return 200, {"held": held, "lost": lost, "expires_at": "later"}
-            items = body.get("reports") or body.get("results") or body.get("tokens") or []
+            items = (
+                body.get("reports")
+                or body.get("results")
+                or body.get("failures")
+                or body.get("tokens")
+                or []
+            )
             tokens = [i if isinstance(i, str) else i["token"] for i in items]
             lost = [t for t in tokens if self.by_token(t) is None]
             if lost:
@@ -104,6 +111,12 @@ class FakeBroker:
                     trial = self.by_token(item["token"])
                     assert trial is not None
                     trial.result, trial.state, trial.token = item, "finished", None
+                return 200, {"accepted": tokens}
+            if path == "/api/v1/leases/fail":
+                for item in items:
+                    trial = self.by_token(item["token"])
+                    assert trial is not None
+                    trial.error, trial.state, trial.token = item["error"], "failed", None
                 return 200, {"accepted": tokens}
             if path == "/api/v1/leases/release":
                 for token in tokens:

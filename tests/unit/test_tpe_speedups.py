@@ -245,3 +245,53 @@ def test_install_only_on_a_plain_tpe_sampler() -> None:
         pass
 
     assert tpe_speedups.install(MyTPE()) is None
+
+
+def _asked_configs(sampler: optuna.samplers.TPESampler, n: int = 60) -> list[dict]:
+    study = _study(120, seed=8)
+    study.sampler = sampler
+    rng = random.Random(4)
+    asked = []
+    for i in range(n):
+        trial = study.ask(SPACE)
+        asked.append(trial.params)
+        if i % 2 == 0:
+            study.tell(trial, rng.random())
+    return asked
+
+
+def test_the_locked_optuna_is_one_the_speedups_were_checked_against() -> None:
+    """The lock (uv.lock) installs an Optuna release the speed-ups were compared on; a lock
+    refreshed to another release fails here until the comparison tests are run on it and the
+    release is added to TESTED_OPTUNA."""
+    assert optuna.__version__ in tpe_speedups.TESTED_OPTUNA
+    assert tpe_speedups.install(optuna.samplers.TPESampler(seed=0)) is not None
+
+
+@pytest.mark.parametrize("version", ["5.2.0", "5.1.1", "6.0.0", "4.9.0"])
+def test_an_unlisted_optuna_release_falls_back_to_optunas_own_code(
+    version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a release the speed-ups were not checked against (here: the version Optuna reports,
+    patched), nothing is installed and the sampler proposes exactly what plain Optuna does."""
+    plain = _asked_configs(optuna.samplers.TPESampler(seed=6))
+    monkeypatch.setattr(optuna, "__version__", version)
+    sampler = optuna.samplers.TPESampler(seed=6)
+    assert tpe_speedups.install(sampler) is None
+    assert not {"_get_internal_repr", "_sample", "_compute_acquisition_func"} & set(vars(sampler))
+    assert _asked_configs(sampler) == plain
+
+
+@pytest.mark.parametrize("missing", ["_get_internal_repr", "_sample", "_build_parzen_estimator"])
+def test_a_release_without_the_private_methods_falls_back(
+    missing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listed version whose TPE lacks a private method the speed-ups replace or call (as a
+    release that renamed `_get_internal_repr` would): nothing is installed, sampling works."""
+    plain = _asked_configs(optuna.samplers.TPESampler(seed=2), n=20)
+    original = getattr(optuna.samplers.TPESampler, missing)
+    monkeypatch.delattr(optuna.samplers.TPESampler, missing)
+    sampler = optuna.samplers.TPESampler(seed=2)
+    assert tpe_speedups.install(sampler) is None
+    monkeypatch.setattr(optuna.samplers.TPESampler, missing, original, raising=False)
+    assert _asked_configs(sampler, n=20) == plain

@@ -153,7 +153,7 @@ def test_capacity_bounds_each_lease(capacity: int) -> None:
     assert [t.state for t in fb.trials] == ["finished"] * 3
 
 
-def test_trials_it_cannot_train_are_left_to_expire_not_crashed_on() -> None:
+def test_trials_it_cannot_train_are_failed_with_the_reason_not_crashed_on() -> None:
     fb = FakeBroker(
         [SAFE],
         task={"name": "no-such-task", "options": {}},
@@ -163,10 +163,13 @@ def test_trials_it_cannot_train_are_left_to_expire_not_crashed_on() -> None:
     )
     with serve(fb) as url:
         loop = run_worker(url)
-    # Leased once, never reported, completed or released: the lease runs out on the server,
-    # which counts the attempt (a trial no worker can run ends failed, it does not circulate).
-    assert fb.calls_to("/api/v1/leases")
-    assert fb.trials[0].state == "running"
+    # Leased once, never reported, completed or released: failed on the server with the
+    # reason (the exception's class and message), and the worker lives on to lease again.
+    assert len(fb.calls_to("/api/v1/leases")) >= 2
+    assert fb.trials[0].state == "failed"
+    assert fb.trials[0].error is not None
+    assert fb.trials[0].error.startswith("TaskOptionsError: unknown task 'no-such-task'")
+    assert "Traceback" not in fb.trials[0].error
     assert fb.calls_to("/api/v1/leases/report") == []
     assert fb.calls_to("/api/v1/leases/complete") == []
     assert fb.calls_to("/api/v1/leases/release") == []

@@ -177,7 +177,7 @@ class Dashboard {
       state = { rec: await api.recommendation(sel.id, { signal }) };
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 409)) throw err;
-      state = { reason: describe(err.detail) };
+      state = { reason: describe(err.detail), ended: !["queued", "running"].includes(job.status) };
     }
     if (sel !== this.selection) return;
     sel.view.setRecommendation(state);

@@ -31,6 +31,9 @@ export class JobView {
     this.title = h("h1", { class: "job-title", id: "job-title" });
     this.badge = h("span");
     this.sub = h("p", { class: "job-sub muted" });
+    // Why a job failed (its task cannot run, its sampler is missing): the first thing to read.
+    this.failure = h("p", { class: "job-failure", role: "alert", dataset: { testid: "job-failure" } });
+    this.failure.hidden = true;
     this.cancel = h("button", { type: "button", class: "danger", id: "cancel-job", on: { click: () => this._cancelClicked() } }, "Cancel job");
     this.cancelNote = h("span", { class: "muted small", role: "status", "aria-live": "polite" });
     this.counts = h("dl", { class: "counts" });
@@ -56,6 +59,7 @@ export class JobView {
         h("div", { class: "job-heading" }, this.title, this.badge),
         h("div", { class: "job-actions" }, this.cancelNote, this.cancel)),
       this.sub,
+      this.failure,
       h("section", { class: "card progress-card", "aria-label": "Progress" }, this.counts, this.bar, this.running, this.timing),
       h("div", { class: "panels" },
         h("section", { class: "card chart-card wide", "aria-labelledby": "scatter-title" },
@@ -82,6 +86,8 @@ export class JobView {
       `${b.steps} steps × ${b.seeds} seeds`,
     ].join(" · ");
     const active = ACTIVE.has(job.status);
+    this.failure.hidden = !(job.status === "failed" && job.error);
+    this.failure.textContent = this.failure.hidden ? "" : `This job failed: ${job.error}`;
     this.cancel.hidden = !active;
     if (!active) this._resetConfirm();
 

@@ -7,7 +7,8 @@ import { loss, num, plural } from "./format.js";
 
 const PARAMS = ["learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay"];
 
-/** `state`: {rec} (the server's answer), {reason} (409's detail) or {pending: true}. */
+/** `state`: {rec} (the server's answer), {reason, ended} (409's detail; whether the job has
+ * ended, so no answer will come) or {pending: true}. */
 export function renderRecommendation(panel, state) {
   const title = h("h2", { id: "rec-title" }, "Recommendation");
   if (state.pending) {
@@ -19,7 +20,9 @@ export function renderRecommendation(panel, state) {
       panel,
       title,
       h("p", { class: "rec-reason", dataset: { testid: "rec-reason" } }, state.reason),
-      h("p", { class: "muted small" }, "It appears here as soon as enough trials have finished."),
+      h("p", { class: "muted small" }, state.ended
+        ? "The job has ended without one."
+        : "It appears here as soon as enough trials have finished."),
     );
     return;
   }
