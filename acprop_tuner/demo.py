@@ -147,7 +147,7 @@ def run_service_demo(args: argparse.Namespace) -> int:
         if r.status_code != 200:
             print(f"No recommendation: {r.json().get('detail')}")
             return 1
-        from optimizer.recommendation_text import describe
+        from optimizer.recommendation.text import describe
 
         print()
         print(describe(r.json()))

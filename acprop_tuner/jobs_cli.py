@@ -133,7 +133,7 @@ def _submit(client: TunerClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"job": job.raw, "recommendation": rec.raw if rec else None})
     elif rec is not None:
-        from optimizer.recommendation_text import describe  # jax-free text formatting
+        from optimizer.recommendation.text import describe  # jax-free text formatting
 
         print(safe_lines(describe(rec.raw)))
     if job.status != "finished":

@@ -19,7 +19,7 @@ finished trials.
   broker's rounds start after an untimed one), so both are measured over the same minutes
   of a shared machine.
 - ``tpe``: TPE's own cost per ask in memory at the study size, as Optuna ships it and with
-  the mirrors' exact speed-ups (``service/broker/tpe_speedups.py``).
+  the mirrors' exact speed-ups (``optimizer/tuning/tpe_speedups.py``).
 - ``throughput``: a uvicorn server process and 8 worker threads (lease K -> complete at once)
   on a fresh job; completed trials per second over the whole job.
 """
@@ -149,9 +149,10 @@ def _round(broker: Any, tenant_id: uuid.UUID, k: int, rng: random.Random) -> dic
 
 
 def _random_configs(n: int, rng: random.Random) -> list[dict[str, float]]:
-    from optimizer.sampling import search_space
+    from optimizer.space import SearchSpace
+    from optimizer.tuning.policy import StudySpace
 
-    space = search_space({"space": SPACE})
+    space = StudySpace(SearchSpace.from_dict(SPACE))
     configs = []
     for _ in range(n):
         sampled = {}
@@ -246,11 +247,11 @@ def _bench_broker(url: str, profile: bool, optuna_loop: _OptunaRdbLoop) -> dict[
 
 def _tpe_ask_ms(rng: random.Random) -> dict[str, float]:
     """TPE's own cost per ask at the study size, in memory (no storage round trips): Optuna's
-    sampler as it comes, and with the mirrors' exact speed-ups (service/broker/tpe_speedups)."""
-    from optimizer.sampling import search_space
-    from service.broker import tpe_speedups
+    sampler as it comes, and with the mirrors' exact speed-ups (optimizer/tuning/tpe_speedups)."""
+    from optimizer.space import SearchSpace
+    from optimizer.tuning import tpe_speedups
 
-    dists = search_space({"space": SPACE}).distributions
+    dists = SearchSpace.from_dict(SPACE).distributions()
     fill = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(STUDY_SIZE):
         trial = fill.ask(dists)
@@ -424,11 +425,11 @@ class _OptunaRdbLoop:
     def __init__(self, url: str, rng: random.Random) -> None:
         from sqlalchemy.orm import Session
 
-        from optimizer.sampling import search_space
+        from optimizer.space import SearchSpace
         from service.broker.optuna_bulk import bulk_create_trials
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._dists = search_space({"space": SPACE}).distributions
+        self._dists = SearchSpace.from_dict(SPACE).distributions()
         self._rng = rng
         self._storage = optuna.storages.RDBStorage(url)
         self._study = optuna.create_study(
@@ -477,7 +478,7 @@ class _OptunaRdbLoop:
 def _speedups_installed() -> bool:
     import optuna
 
-    from service.broker import tpe_speedups
+    from optimizer.tuning import tpe_speedups
 
     return tpe_speedups.install(optuna.samplers.TPESampler(seed=0)) is not None
 
@@ -575,7 +576,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"- TPE's own sampling cost at this study size (in memory, 16 asks in a row): "
         f"{s['tpe_in_memory_ms_per_ask']:.1f} ms per ask as Optuna ships it, "
         f"{s['tpe_with_speedups_ms_per_ask']:.1f} ms with the mirrors' exact speed-ups "
-        "(same proposals; `service/broker/tpe_speedups.py`); with the report calls' commits, "
+        "(same proposals; `optimizer/tuning/tpe_speedups.py`); with the report calls' commits, "
         "most of what is left per trial.",
         f"- **{s['trials_per_s_8_workers']:.0f} completed trials/s** with "
         f"{result['throughput']['workers']} workers (lease K={result['throughput']['capacity']} "

@@ -11,9 +11,9 @@ For every built-in task, at its default number of steps and ACProp's other defau
   ``18 x 2 = 36 = 48 x 3 / 4``. The first population is the service's warm-start sweep
   (:func:`optimizer.warm_start.warm_start_configs`: 6 trials, learning rates 1e-4, 1e-3
   and 1e-2 at ``eps_root`` 1e-8, 3.2e-4, 3.2e-3 and 3.2e-2 at 1e-16), then the job's sampler
-  (:func:`optimizer.sampling.build_sampler`, seeded) proposes populations of 4 on the
-  service's study mirror (``service.broker.mirror``: running trials pending), each trial
-  judged and a diverged one penalised by :mod:`optimizer.trial_outcome`. Then
+  (:func:`optimizer.tuning.policy.build_sampler`, seeded) proposes populations of 4 on the
+  service's study mirror (``optimizer.tuning.mirror``: running trials pending), each trial
+  judged and a diverged one penalised by :mod:`optimizer.tuning.outcome`. Then
   :func:`optimizer.recommendation.recommend` on every trial's per-seed validation losses.
 - **(b) plain TPE**: the best trial of an Optuna TPE study over the same space with the same
   budget, the way an Optuna user runs it: 36 trials of one seed (in populations of 4), a
@@ -65,15 +65,13 @@ import numpy as np
 import optuna
 
 from optimizer.config import ACPropConfig
-from optimizer.lr_range_test import run_range_test
+from optimizer.job_spec import JobSpec
+from optimizer.lr_range_finder import run_range_test
 from optimizer.population import FinalResult, PopulationTrainer
 from optimizer.recommendation import NotEnoughEvidence, TrialOutcome, recommend
-from optimizer.sampling import build_pruner, build_sampler, search_space
-from optimizer.space import SearchSpace
 from optimizer.tasks import load_task, task_names
-from optimizer.trial_outcome import Outcome, judge_outcome
-from optimizer.warm_start import warm_start_configs
-from service.broker.mirror import StudyMirror, TrialSnapshot
+from optimizer.tuning.mirror import StudyMirror, TrialSnapshot
+from optimizer.tuning.outcome import TrialResult
 
 NAME = "recommendation"
 TITLE = "Recommendation quality: regret against a 48-point learning-rate grid"
@@ -125,6 +123,8 @@ def _train(task: Any, configs: Sequence[ACPropConfig], seeds: Sequence[int]) -> 
 
 
 def _seed_results(final: FinalResult, k: int) -> tuple[list[float | None], list[bool]]:
+    """Lane ``k``'s validation loss per seed and which seeds diverged (the grid's and plain
+    TPE's view; our jobs read the judged result, ``_judge``)."""
     losses = [float(v) if math.isfinite(v) else None for v in final.validation_loss[k]]
     return losses, [bool(d >= 0) for d in final.diverged_at[k]]
 
@@ -136,22 +136,24 @@ def _suggest(trial: optuna.Trial) -> ACPropConfig:
     )
 
 
-def _job_spec(steps: int) -> dict[str, Any]:
-    """The spec the jobs API stores for a job over the default space with our budget."""
-    return {
-        "space": SearchSpace().to_dict(),
-        "budget": {"n_trials": JOB_TRIALS, "steps": steps, "seeds": len(JOB_SEEDS)},
-        "sampler": "tpe",
-        "pruner": "none",
-        "warm_start": True,
-    }
+def _job_spec(task: Any) -> JobSpec:
+    """The job the service would run for a user asking with our budget (default space)."""
+    return JobSpec.for_task(
+        task.meta.name,
+        n_trials=JOB_TRIALS,
+        steps=task.meta.default_steps,
+        seeds=len(JOB_SEEDS),
+        sampler="tpe",
+    )
 
 
-def _judge(final: FinalResult, k: int) -> Outcome:
+def _judge(final: FinalResult, k: int) -> TrialResult:
+    """Lane ``k``'s results as a worker reports them, judged as the service judges them."""
+
     def finite(values: np.ndarray) -> list[float | None]:
         return [float(v) if math.isfinite(v) else None for v in values]
 
-    return judge_outcome(
+    return TrialResult.judge(
         final_losses=finite(final.final_loss[k]),
         validation_losses=finite(final.validation_loss[k]),
         last_finite_losses=finite(final.last_finite_loss[k]),
@@ -164,17 +166,14 @@ def _our_job(
     task: Any, seed: int, sweep: list[dict[str, float]] | None = None
 ) -> tuple[ACPropConfig | None, dict[str, Any]]:
     """A job as the service runs it: the warm-start sweep first, then the job's sampler
-    (``optimizer.sampling.build_sampler``) on the service's study mirror, in populations of
+    (``optimizer.tuning.policy.build_sampler``) on the service's study mirror, in populations of
     ``BATCH`` with the running ones pending, outcomes judged and diverged trials penalised by
-    ``optimizer.trial_outcome``; then the recommendation. ``sweep`` replaces the service's
+    ``optimizer.tuning.outcome``; then the recommendation. ``sweep`` replaces the service's
     warm-start sweep (``bench/warm_start.py`` compares designs)."""
-    steps = task.meta.default_steps
-    spec = _job_spec(steps)
-    mirror = StudyMirror(
-        search_space(spec), build_sampler(spec, seed=seed), build_pruner(spec), steps=steps
-    )
+    spec = _job_spec(task)
+    mirror = StudyMirror.for_job(spec, seed=seed)
     if sweep is None:
-        sweep = warm_start_configs(SearchSpace(), JOB_TRIALS)
+        sweep = [dict(c) for c in spec.warm_start_configs]
     mirror.sync([TrialSnapshot(i, "waiting", c) for i, c in enumerate(sweep)])
     populations: list[list[tuple[int, dict[str, float]]]] = [list(enumerate(sweep))]
     outcomes: list[TrialOutcome] = []
@@ -185,9 +184,8 @@ def _our_job(
         final = _train(task, configs, JOB_SEEDS)
         done = []
         for k, (number, params) in enumerate(population):
-            losses, diverged = _seed_results(final, k)
-            outcomes.append(TrialOutcome(number, params, tuple(losses), tuple(diverged)))
             o = _judge(final, k)
+            outcomes.append(o.record(number, params))
             done.append(
                 TrialSnapshot(
                     number, o.state, params, o.value, o.last_finite_loss, o.diverged_at_step

@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from bench import recommendation as quality
+from optimizer.acprop import OPTAX_DEFAULTS, PAPER_EPS_ROOT
 from optimizer.config import ACPropConfig
 from optimizer.recommendation import DEFAULT_MARGIN
 from optimizer.space import SearchSpace
 from optimizer.tasks import load_task
-from optimizer.warm_start import OPTAX_DEFAULTS, PAPER_EPS_ROOT, warm_start_configs
+from optimizer.warm_start import warm_start_configs
 
 NAME = "warm_start"
 TITLE = "Warm-start designs: regret of our recommendation over 23 sampler seeds"

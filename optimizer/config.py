@@ -16,31 +16,18 @@ Importing this module does not import JAX or optax; :meth:`transformation` impor
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HYPERPARAMETERS", "ACPropConfig", "ConfigError"]
+from optimizer.acprop import BOUNDS, HYPERPARAMETERS, OPTAX_DEFAULTS
 
-# The order optax's acprop takes them in; also the order of the vectors the trainer builds.
-HYPERPARAMETERS: tuple[str, ...] = ("learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay")
+__all__ = ["ACPropConfig", "ConfigError"]
 
 
 class ConfigError(ValueError):
     """An ACProp hyperparameter is invalid; the message names the field and its allowed range."""
-
-
-# field -> (lowest, highest, is the lowest allowed, is the highest allowed, description)
-_RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
-    "learning_rate": (0.0, math.inf, False, False, "a finite number > 0"),
-    "b1": (0.0, 1.0, True, False, "a number in [0, 1)"),
-    "b2": (0.0, 1.0, True, False, "a number in [0, 1)"),
-    "eps": (0.0, math.inf, True, False, "a finite number >= 0"),
-    "eps_root": (0.0, math.inf, True, False, "a finite number >= 0"),
-    "weight_decay": (0.0, math.inf, True, False, "a finite number >= 0"),
-}
 
 
 @dataclass(frozen=True)
@@ -61,27 +48,22 @@ class ACPropConfig:
     """
 
     learning_rate: float
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-16
-    eps_root: float = 1e-16
-    weight_decay: float = 0.0
+    b1: float = OPTAX_DEFAULTS["b1"]
+    b2: float = OPTAX_DEFAULTS["b2"]
+    eps: float = OPTAX_DEFAULTS["eps"]
+    eps_root: float = OPTAX_DEFAULTS["eps_root"]
+    weight_decay: float = OPTAX_DEFAULTS["weight_decay"]
 
     def __post_init__(self) -> None:
         for name in HYPERPARAMETERS:
             value = getattr(self, name)
-            low, high, low_ok, high_ok, allowed = _RANGES[name]
+            allowed = f"a finite number {BOUNDS[name].describe()}"
             # numbers.Real admits numpy scalars; bool is an int subclass, and a JSON `true` is
             # not a learning rate.
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ConfigError(f"{name} must be {allowed}, got {value!r}")
             value = float(value)
-            in_range = (
-                math.isfinite(value)
-                and (low < value or (low_ok and value == low))
-                and (value < high or (high_ok and value == high))
-            )
-            if not in_range:
+            if not BOUNDS[name].contains(value):
                 raise ConfigError(f"{name} must be {allowed}, got {value!r}")
             # Normalise ints and numpy floats to Python floats (Optuna and JSON want those).
             object.__setattr__(self, name, value)

@@ -58,7 +58,8 @@ from optimizer._population_programs import (
     seed_keys,
 )
 from optimizer._population_results import ChunkResult, FinalResult
-from optimizer.config import HYPERPARAMETERS, ACPropConfig
+from optimizer.acprop import HYPERPARAMETERS
+from optimizer.config import ACPropConfig
 from optimizer.tasks.base import Task
 
 __all__ = ["ChunkResult", "FinalResult", "Population", "PopulationTrainer", "seed_keys"]

@@ -22,20 +22,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from optimizer.acprop import BOUNDS, HYPERPARAMETERS, OPTAX_DEFAULTS
+
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
 __all__ = [
     "DEFAULT_SPACE",
-    "HYPERPARAMETERS",
     "Fixed",
     "Range",
     "SearchSpace",
     "SpaceError",
     "validate_entry",
 ]
-
-HYPERPARAMETERS: tuple[str, ...] = ("learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay")
 
 
 class SpaceError(ValueError):
@@ -47,33 +46,14 @@ class SpaceError(ValueError):
         self.message = message
 
 
-# name -> (lowest allowed value, is the lowest itself allowed, highest (exclusive) or None)
-_BOUNDS: dict[str, tuple[float, bool, float | None]] = {
-    "learning_rate": (0.0, False, None),
-    "b1": (0.0, True, 1.0),
-    "b2": (0.0, True, 1.0),
-    "eps": (0.0, True, None),
-    "eps_root": (0.0, True, None),
-    "weight_decay": (0.0, True, None),
-}
-
-
-def _describe(name: str) -> str:
-    low, inclusive, high = _BOUNDS[name]
-    if high is not None:
-        return f"in [{low:g}, {high:g})"
-    return f">= {low:g}" if inclusive else f"> {low:g}"
-
-
 def _check_value(name: str, value: float, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpaceError(name, f"{what} must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
         raise SpaceError(name, f"{what} must be finite, got {value}")
-    low, inclusive, high = _BOUNDS[name]
-    if value < low or (value == low and not inclusive) or (high is not None and value >= high):
-        raise SpaceError(name, f"{what} must be {_describe(name)}, got {value:g}")
+    if not BOUNDS[name].contains(value):
+        raise SpaceError(name, f"{what} must be {BOUNDS[name].describe()}, got {value:g}")
     return value
 
 
@@ -104,7 +84,7 @@ Entry = Fixed | Range
 
 def validate_entry(name: str, entry: Entry) -> Entry:
     """Check one entry against ACProp's rules for ``name``; raises :class:`SpaceError`."""
-    if name not in _BOUNDS:
+    if name not in BOUNDS:
         raise SpaceError(name, f"unknown hyperparameter (known: {', '.join(HYPERPARAMETERS)})")
     if isinstance(entry, Fixed):
         return Fixed(_check_value(name, entry.value, "value"))
@@ -122,11 +102,13 @@ class SearchSpace:
     """One entry per ACProp hyperparameter, validated on construction."""
 
     learning_rate: Entry = field(default_factory=lambda: Range(1e-5, 1.0, log=True))
-    b1: Entry = field(default_factory=lambda: Fixed(0.9))
-    b2: Entry = field(default_factory=lambda: Fixed(0.999))
-    eps: Entry = field(default_factory=lambda: Fixed(1e-16))
-    eps_root: Entry = field(default_factory=lambda: Range(1e-16, 1e-6, log=True))
-    weight_decay: Entry = field(default_factory=lambda: Fixed(0.0))
+    b1: Entry = field(default_factory=lambda: Fixed(OPTAX_DEFAULTS["b1"]))
+    b2: Entry = field(default_factory=lambda: Fixed(OPTAX_DEFAULTS["b2"]))
+    eps: Entry = field(default_factory=lambda: Fixed(OPTAX_DEFAULTS["eps"]))
+    eps_root: Entry = field(
+        default_factory=lambda: Range(OPTAX_DEFAULTS["eps_root"], 1e-6, log=True)
+    )
+    weight_decay: Entry = field(default_factory=lambda: Fixed(OPTAX_DEFAULTS["weight_decay"]))
 
     def __post_init__(self) -> None:
         for name in HYPERPARAMETERS:

@@ -12,9 +12,17 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 
-__all__ = ["TRAINING_PACKAGES", "VERSION_PATTERN", "VersionSet", "installed", "summarise"]
+__all__ = [
+    "TRAINING_PACKAGES",
+    "VERSION_PATTERN",
+    "TrainedWith",
+    "VersionSet",
+    "installed",
+    "summarise",
+]
 
 #: The packages whose versions travel with every result.
 TRAINING_PACKAGES = ("jax", "jaxlib", "optax")
@@ -24,6 +32,16 @@ _VERSION = re.compile(VERSION_PATTERN)
 
 #: One trial's versions: package -> version (every name of TRAINING_PACKAGES).
 VersionSet = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TrainedWith:
+    """A set of versions some of a job's trials were trained with (None: not reported)."""
+
+    jax: str | None
+    jaxlib: str | None
+    optax: str | None
+    n_trials: int
 
 
 def installed() -> dict[str, str]:
@@ -38,17 +56,15 @@ def installed() -> dict[str, str]:
     return out
 
 
-def summarise(sets: Iterable[VersionSet | None]) -> tuple[list[dict[str, object]], list[str]]:
+def summarise(sets: Iterable[VersionSet | None]) -> tuple[tuple[TrainedWith, ...], tuple[str, ...]]:
     """The distinct version sets of a job's trials, most trials first, each with its count
-    (``n_trials``; a trial without versions is counted under ``null`` values), and the
-    warnings for a user: one when the trials were trained with more than one set."""
+    (a trial without versions is counted under None values), and the warnings for a user:
+    one when the trials were trained with more than one set."""
     counts: Counter[tuple[str | None, ...]] = Counter()
     for versions in sets:
         counts[tuple((versions or {}).get(name) for name in TRAINING_PACKAGES)] += 1
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], [v or "" for v in kv[0]]))
-    listed: list[dict[str, object]] = [
-        {**dict(zip(TRAINING_PACKAGES, key, strict=True)), "n_trials": n} for key, n in ordered
-    ]
+    listed = tuple(TrainedWith(key[0], key[1], key[2], n_trials=n) for key, n in ordered)
     known = [key for key, _ in ordered if all(v is not None for v in key)]
     warnings = []
     if len(known) > 1:
@@ -70,7 +86,7 @@ def summarise(sets: Iterable[VersionSet | None]) -> tuple[list[dict[str, object]
             f"{_trials(sum(n for key, n in ordered if key not in known))} came from workers "
             "that did not report their jax/jaxlib/optax versions"
         )
-    return listed, warnings
+    return listed, tuple(warnings)
 
 
 def _trials(n: int) -> str:

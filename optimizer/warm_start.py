@@ -37,22 +37,11 @@ from __future__ import annotations
 
 import math
 
-from optimizer.space import HYPERPARAMETERS, Fixed, Range, SearchSpace
+from optimizer.acprop import HYPERPARAMETERS, OPTAX_DEFAULTS, PAPER_EPS_ROOT, PAPER_LEARNING_RATE
+from optimizer.space import Fixed, Range, SearchSpace
 
-__all__ = ["OPTAX_DEFAULTS", "PAPER_EPS_ROOT", "warm_start_configs"]
+__all__ = ["warm_start_configs"]
 
-#: optax.contrib.acprop's defaults (learning rate aside).
-OPTAX_DEFAULTS: dict[str, float] = {
-    "b1": 0.9,
-    "b2": 0.999,
-    "eps": 1e-16,
-    "eps_root": 1e-16,
-    "weight_decay": 0.0,
-}
-#: The eps inside the root of the paper's own CIFAR runs; it removes the early blow-up.
-PAPER_EPS_ROOT = 1e-8
-#: The paper's learning rate (Adam's), one of the sweep's points where the range allows.
-PAPER_LEARNING_RATE = 1e-3
 #: Widest spacing of the sweep's learning rates, in decades.
 MAX_SPACING_DECADES = 1.0
 #: Share of the budget the sweep may spend, and the learning rates per eps_root level.

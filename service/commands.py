@@ -141,7 +141,7 @@ def _print_recommendation(rec: Any, as_json: bool) -> None:
     if as_json or not isinstance(rec, dict) or "optax" not in rec:
         print(json.dumps(rec, indent=2))
     else:
-        from optimizer.recommendation_text import describe
+        from optimizer.recommendation.text import describe
 
         print(safe_lines(describe(rec)))
 
@@ -187,5 +187,5 @@ def recommend(args: argparse.Namespace) -> int:
         return _unreachable(settings, exc)
     finally:
         engine.dispose()
-    _print_recommendation(rec, args.json)
+    _print_recommendation(rec.to_dict(), args.json)
     return 0

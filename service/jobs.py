@@ -15,20 +15,19 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from optimizer.space import SearchSpace
+from optimizer.job_spec import JobSpec
+from optimizer.recommendation import Recommendation
 from optimizer.tasks.trust import ALLOWED_MODULES_ENV, TaskNotAllowed
-from optimizer.warm_start import warm_start_configs
 from service.broker.leasing import enqueue_trials
 from service.db.models import Job, JobStatus, Tenant, Trial, TrialReport, TrialState
 from service.errors import Conflict, InvalidInput, NotFound, OverLimit, QuotaExceeded
+from service.job_recommendation import job_recommendation
 from service.job_status import transition
 from service.keys import Principal
-from service.recommendations import job_recommendation
 from service.schemas import JobCreate
 from service.settings import Settings
 from service.studies import Studies, study_name
@@ -117,7 +116,7 @@ def _by_idempotency_key(session: Session, tenant_id: uuid.UUID, key: str) -> Job
     return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
 
 
-def _replay(job: Job, spec: dict[str, Any], name: str) -> Job:
+def _replay(job: Job, spec: JobSpec, name: str) -> Job:
     if job.spec != spec or job.name != name:
         raise Conflict("this Idempotency-Key was already used for a different job; use a new key")
     return job
@@ -133,7 +132,7 @@ def create_job(
 ) -> tuple[Job, bool]:
     """Submit a job; returns it and whether it was created (False: an idempotent replay)."""
     _check_task_allowed(settings, body.task.name)
-    spec = body.spec()
+    spec = body.to_spec()
     name = body.name or body.task.name
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
@@ -155,26 +154,19 @@ def create_job(
             if existing is not None:
                 raise _LostRace(existing)
         _quota_checks(session, settings, principal.tenant_id, body)
-        budget = spec["budget"]
-        job = Job(
+        job = Job.of_spec(
+            spec,
             id=job_id,
             tenant_id=principal.tenant_id,
             name=name,
-            spec=spec,
             status=JobStatus.QUEUED.value,
-            n_trials=budget["n_trials"],
-            steps=budget["steps"],
-            seeds=budget["seeds"],
-            report_every=budget["report_every"],
-            max_attempts=budget["max_attempts"],
             study_name=name_of_study,
             idempotency_key=idempotency_key,
         )
         session.add(job)
-        if spec.get("warm_start"):
+        if spec.warm_start_configs:
             session.flush()  # the job row first: the sweep's trials refer to it
-            sweep = warm_start_configs(SearchSpace.from_dict(spec["space"]), job.n_trials)
-            enqueue_trials(session, job, sweep)
+            enqueue_trials(session, job, spec.warm_start_configs)
         session.commit()
     except _LostRace as race:
         session.rollback()
@@ -330,7 +322,7 @@ def delete_job(session: Session, studies: Studies, tenant_id: uuid.UUID, job_id:
 
 def get_recommendation(
     session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
-) -> dict[str, Any]:
-    """The job's recommendation (see :mod:`service.recommendations`); 409 with the reason
+) -> Recommendation:
+    """The job's recommendation (see :mod:`service.job_recommendation`); 409 with the reason
     while there is none. ``tenant_id`` None reads any tenant's job (the local CLI)."""
     return job_recommendation(session, tenant_id, job_id)

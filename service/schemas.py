@@ -29,8 +29,19 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from optimizer.job_spec import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_N_TRIALS,
+    DEFAULT_REPORT_EVERY,
+    DEFAULT_SEEDS,
+    DEFAULT_STEPS,
+    Budget,
+    JobSpec,
+    TaskChoice,
+)
 from optimizer.space import Fixed, Range, SearchSpace, SpaceError, validate_entry
 from optimizer.tasks import TaskOptionsError, validate_task_options
+from optimizer.tuning.names import PRUNERS, SAMPLERS
 from service.inbound import InboundModel
 
 
@@ -42,8 +53,9 @@ def optional_package_available(name: str) -> bool:
 
 JobStatusName = Literal["queued", "running", "finished", "cancelled", "failed"]
 TrialStateName = Literal["waiting", "running", "complete", "pruned", "diverged", "failed"]
-SamplerName = Literal["tpe", "random", "gp", "cmaes", "qmc"]
-PrunerName = Literal["none", "median", "successive-halving", "hyperband"]
+# The names have one home (optimizer/tuning/names.py); the schema lists them.
+SamplerName = Literal[SAMPLERS]  # type: ignore[valid-type]
+PrunerName = Literal[PRUNERS]  # type: ignore[valid-type]
 
 # Hard bounds of the schema (422 beyond them); per-tenant quotas in the settings are lower.
 MAX_TRIALS = 100_000
@@ -157,13 +169,18 @@ class TaskIn(StrictModel):
 
 
 class BudgetIn(StrictModel):
-    n_trials: int = Field(64, ge=1, le=MAX_TRIALS, description="trials in the job")
-    steps: int = Field(300, ge=1, le=MAX_STEPS, description="training steps per trial")
-    seeds: int = Field(2, ge=1, le=MAX_SEEDS, description="seeds trained per trial")
+    n_trials: int = Field(DEFAULT_N_TRIALS, ge=1, le=MAX_TRIALS, description="trials in the job")
+    steps: int = Field(DEFAULT_STEPS, ge=1, le=MAX_STEPS, description="training steps per trial")
+    seeds: int = Field(DEFAULT_SEEDS, ge=1, le=MAX_SEEDS, description="seeds trained per trial")
     report_every: int | None = Field(
-        None, ge=1, le=MAX_STEPS, description="steps between loss reports (default 25)"
+        None,
+        ge=1,
+        le=MAX_STEPS,
+        description=f"steps between loss reports (default {DEFAULT_REPORT_EVERY})",
     )
-    max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS, description="tries of a trial")
+    max_attempts: int = Field(
+        DEFAULT_MAX_ATTEMPTS, ge=1, le=MAX_ATTEMPTS, description="tries of a trial"
+    )
 
     @field_validator("report_every", mode="after")
     @classmethod
@@ -208,20 +225,17 @@ class JobCreate(StrictModel):
             )
         return value
 
-    def spec(self) -> dict[str, Any]:
-        """The complete job with every default resolved, as stored in ``jobs.spec``."""
-        budget = self.budget.model_dump()
-        if budget["report_every"] is None:
-            budget["report_every"] = min(25, budget["steps"])
-        return {
-            "task": {"name": self.task.name, "options": self.task.options},
-            "space": self.space.to_domain().to_dict(),
-            "budget": budget,
-            "sampler": self.sampler,
-            "pruner": self.pruner,
-            "warm_start": self.warm_start,
-            **({"seed": self.seed} if self.seed is not None else {}),
-        }
+    def to_spec(self) -> JobSpec:
+        """The job, typed, with every default resolved (stored in ``jobs.spec``)."""
+        return JobSpec(
+            task=TaskChoice(self.task.name, self.task.options),
+            budget=Budget.resolved(**self.budget.model_dump()),
+            space=self.space.to_domain(),
+            sampler=self.sampler,
+            pruner=self.pruner,
+            warm_start=self.warm_start,
+            seed=self.seed,
+        )
 
 
 def _finite_or_none(value: Any) -> Any:

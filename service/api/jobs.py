@@ -7,10 +7,12 @@ cases in ``service.jobs``; they hold no logic of their own.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
+from optimizer.job_spec import TaskChoice
+from optimizer.recommendation import Recommendation
 from service import jobs
 from service.api.responses import AUTHENTICATED, errors
 from service.auth import UserPrincipal
@@ -35,13 +37,13 @@ from service.schemas import (
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-def _task_out(task: dict[str, Any]) -> TaskOut:
+def _task_out(task: TaskChoice) -> TaskOut:
     """The job's task; options stored before the API bounded its input (service/inbound.py)
     that could not be rendered are left out, so one such job cannot break a job list."""
-    options = task.get("options") or {}
+    options = dict(task.options)
     if json_problem(options) is not None:
         options = {}
-    return TaskOut(name=task["name"], options=options)
+    return TaskOut(name=task.name, options=options)
 
 
 def job_out(view: jobs.JobView) -> JobOut:
@@ -51,15 +53,16 @@ def job_out(view: jobs.JobView) -> JobOut:
         id=job.id,
         name=job.name,
         status=job.status,  # type: ignore[arg-type]
-        task=_task_out(spec["task"]),
+        task=_task_out(spec.task),
         space={
-            k: FixedOut(**v) if "value" in v else RangeOut(**v) for k, v in spec["space"].items()
+            k: FixedOut(**v) if "value" in v else RangeOut(**v)
+            for k, v in spec.space.to_dict().items()
         },
-        budget=BudgetOut(**spec["budget"]),
-        sampler=spec["sampler"],
-        pruner=spec["pruner"],
-        warm_start=spec.get("warm_start", True),
-        seed=spec.get("seed"),
+        budget=BudgetOut(**spec.budget.to_dict()),
+        sampler=spec.sampler,
+        pruner=spec.pruner,
+        warm_start=spec.warm_start,
+        seed=spec.seed,
         study_name=job.study_name,
         progress=Progress(
             n_trials=job.n_trials,
@@ -200,9 +203,11 @@ def delete_job(
 
 @router.get(
     "/{job_id}/recommendation",
-    response_model=dict[str, Any],
+    response_model=Recommendation,
     responses=errors(*AUTHENTICATED, 404, 409),
 )
-def get_recommendation(job_id: str, principal: UserPrincipal, session: SessionDep) -> Any:
+def get_recommendation(
+    job_id: str, principal: UserPrincipal, session: SessionDep
+) -> Recommendation:
     """The recommended ACProp configuration; 409 with the reason while there is none."""
     return jobs.get_recommendation(session, principal.tenant_id, jobs.parse_job_id(job_id))

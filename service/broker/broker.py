@@ -131,8 +131,8 @@ class Broker:
     def _pruned(self, session: Session, job_id: uuid.UUID) -> bool:
         """Whether the job's pruner is not "none" (a job's spec never changes: kept)."""
         if job_id not in self._uses_pruner:
-            spec = session.scalar(select(Job.spec).where(Job.id == job_id)) or {}
-            self._uses_pruner[job_id] = (spec.get("pruner") or "none") != "none"
+            spec = session.scalar(select(Job.spec).where(Job.id == job_id))
+            self._uses_pruner[job_id] = spec is not None and spec.pruner != "none"
         return self._uses_pruner[job_id]
 
     def _prune(self, session: Session, leases: Sequence[HeldLease]) -> list[str]:

@@ -11,7 +11,6 @@ Optuna study afterwards (study_sink.py), which finishes the job once all are the
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from optimizer.trial_outcome import judge_outcome
+from optimizer.tuning.outcome import TrialResult
 from service.broker.fencing import EndReason, HeldLease, LeasesLost, load_leases
 from service.broker.lease_endings import end_leases, end_leases_of_ended_jobs
 from service.broker.write_checks import check_results
@@ -27,7 +26,7 @@ from service.broker.writes import FailureIn, ResultIn
 from service.db.models import MAX_ERROR, Job, JobStatus, Trial, TrialState
 from service.job_status import transition
 
-__all__ = ["complete", "fail", "seeds_diverged_at"]
+__all__ = ["complete", "fail"]
 
 
 def _fenced(
@@ -71,7 +70,7 @@ def complete(
     updates = []
     for token, r in fresh.items():
         lease = leases[token]
-        outcome = judge_outcome(
+        outcome = TrialResult.judge(
             final_losses=r.final_losses,
             validation_losses=r.validation_losses,
             last_finite_losses=r.last_finite_losses,
@@ -90,7 +89,7 @@ def complete(
                 "validation_losses": list(r.validation_losses or []),
                 "last_finite_loss": outcome.last_finite_loss,
                 "diverged_at_step": outcome.diverged_at_step,
-                "seeds_diverged_at": seeds_diverged_at(r, lease.job_steps),
+                "seeds_diverged_at": list(outcome.seeds_diverged_at),
                 "wall_s": r.wall_s,
                 "compile_s": r.compile_s,
                 "versions": dict(r.versions) if r.versions else None,
@@ -102,26 +101,6 @@ def complete(
         end_leases(session, [leases[t].lease_id for t in fresh], EndReason.COMPLETED, now)
     session.commit()
     return list(dict.fromkeys(tokens)), [leases[t].trial_id for t in fresh]
-
-
-def seeds_diverged_at(result: ResultIn, steps: int) -> list[int | None]:
-    """Per seed, the step it diverged at, or None where it did not diverge.
-
-    The worker's flag where it sent one; a seed with a missing or non-finite final loss that
-    the worker did not flag diverged at the last step, as `judge_outcome` counts it. So the
-    list has a step exactly where the judged trial saw a diverged seed: a trial is `diverged`
-    if and only if some entry is not None. It has one entry per final loss (or per flag, if a
-    worker sent more flags than losses).
-    """
-    flagged = list(result.diverged_at_step or [])
-    out: list[int | None] = []
-    for i in range(max(len(result.final_losses), len(flagged))):
-        step = flagged[i] if i < len(flagged) else None
-        loss = result.final_losses[i] if i < len(result.final_losses) else 0.0
-        if step is None and (loss is None or not math.isfinite(loss)):
-            step = steps
-        out.append(None if step is None else int(step))
-    return out
 
 
 def fail(

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from service.broker.mirror import StudyMirror, TrialSnapshot
+from optimizer.tuning.mirror import StudyMirror, TrialSnapshot
 from service.broker.registry import MirrorRegistry
 from service.broker.tokens import hash_token, new_token
 from service.db.models import Job, JobStatus, Lease, Trial, TrialSource, TrialState
@@ -70,7 +70,7 @@ def lease_job(
     if job is None or job.status not in JobStatus.active():
         session.rollback()
         return []
-    problem = json_problem(job.spec)
+    problem = json_problem(job.spec.to_dict())
     if problem is not None:
         # A job stored before the API bounded its input (service/inbound.py): its workers
         # could not be sent it, so it fails with the reason instead of breaking every lease.
@@ -144,22 +144,9 @@ def _lease_locked(
     if n_new:
         first = len(mirror)  # numbers are dense: the mirror holds every row of the job
         asked = mirror.ask(n_new)
-        rows = [
-            {
-                "job_id": job.id,
-                "number": first + i,
-                "params": a.config,
-                "source": TrialSource.SAMPLER.value,
-                "state": TrialState.RUNNING.value,
-                "attempt": 1,
-                "created_at": now,
-                "started_at": now,
-            }
-            for i, a in enumerate(asked)
-        ]
-        ids = session.scalars(
-            insert(Trial).returning(Trial.id, sort_by_parameter_order=True), rows
-        ).all()
+        ids = insert_trials(
+            session, job.id, first, [a.config for a in asked], TrialSource.SAMPLER, started=now
+        )
         for i, (a, trial_id) in enumerate(zip(asked, ids, strict=True)):
             mirror.bind(a, TrialSnapshot(trial_id, "running", a.config))
             handed.append((trial_id, first + i, 1, a.config))
@@ -184,10 +171,9 @@ def _lease_locked(
         transition(job, JobStatus.RUNNING, now=now)
     session.commit()
 
-    task = job.spec.get("task") or {}
     base = {
         "job_id": str(job.id),
-        "task": {"name": task.get("name"), "options": task.get("options") or {}},
+        "task": job.spec.task.to_dict(),
         "seeds": list(range(job.seeds)),
         "steps": job.steps,
         "report_every": job.report_every,
@@ -218,19 +204,36 @@ def enqueue_trials(
     """
     count = session.scalar(select(func.count()).where(Trial.job_id == job.id)) or 0
     room = max(0, job.n_trials - count)
+    return insert_trials(session, job.id, count, list(configs)[:room], source)
+
+
+def insert_trials(
+    session: Session,
+    job_id: uuid.UUID,
+    first_number: int,
+    configs: Sequence[Mapping[str, float]],
+    source: TrialSource,
+    *,
+    started: datetime | None = None,
+) -> list[int]:
+    """Insert trials numbered from ``first_number`` with these configurations, in one
+    statement: waiting, or running since ``started`` (the broker's sampled trials, leased as
+    they are made). Returns their ids in order. The one writer of new trial rows."""
+    if not configs:
+        return []
+    state = TrialState.WAITING if started is None else TrialState.RUNNING
     rows = [
         {
-            "job_id": job.id,
-            "number": count + i,
+            "job_id": job_id,
+            "number": first_number + i,
             "params": {k: float(v) for k, v in config.items()},
             "source": source.value,
-            "state": TrialState.WAITING.value,
+            "state": state.value,
             "attempt": 1,
+            **({"created_at": started, "started_at": started} if started is not None else {}),
         }
-        for i, config in enumerate(list(configs)[:room])
+        for i, config in enumerate(configs)
     ]
-    if not rows:
-        return []
     return list(
         session.scalars(insert(Trial).returning(Trial.id, sort_by_parameter_order=True), rows)
     )

@@ -12,15 +12,13 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from optimizer.sampling import build_pruner, build_sampler, search_space
-from optimizer.trial_outcome import finite_mean
-from service.broker.mirror import TERMINAL_STATES, StudyMirror, TrialSnapshot
+from optimizer.tuning.mirror import TERMINAL_STATES, StudyMirror, TrialSnapshot
+from optimizer.tuning.outcome import finite_mean
 from service.db.models import Job, Trial, TrialReport
 
 __all__ = ["MirrorRegistry", "load_intermediate"]
@@ -58,7 +56,7 @@ class MirrorRegistry:
             mirror = self._mirrors.get(job.id)
             if mirror is None:
                 # Seeded per job: a rebuilt mirror samples the same way for the same job.
-                mirror = _build(job.spec, job.steps, seed=job.id.int % 2**32)
+                mirror = StudyMirror.for_job(job.spec, seed=job.id.int % 2**32)
                 self._mirrors[job.id] = mirror
                 while len(self._mirrors) > self._capacity:
                     self._mirrors.popitem(last=False)
@@ -122,8 +120,3 @@ def load_snapshots(
         )
         for r in rows
     ]
-
-
-def _build(spec: Mapping[str, Any], steps: int, *, seed: int | None = None) -> StudyMirror:
-    sampler = build_sampler(spec, seed=seed)
-    return StudyMirror(search_space(spec), sampler, build_pruner(spec), steps=steps)

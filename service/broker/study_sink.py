@@ -36,7 +36,7 @@ from optuna.trial import TrialState as OptunaState
 from sqlalchemy import Row, literal_column, select, update
 from sqlalchemy.orm import Session
 
-from optimizer.sampling import search_space
+from optimizer.tuning.policy import search_space
 from service.broker import optuna_bulk
 from service.broker.registry import load_intermediate
 from service.db.models import Job, Trial, TrialState, utcnow
@@ -172,7 +172,7 @@ def _written(storage: optuna.storages.BaseStorage, study_id: int) -> dict[int, i
 
 def _template(row: Row, intermediate: dict[int, float]) -> optuna.trial.FrozenTrial:
     trial: Trial = row.Trial
-    space = search_space(row.spec)
+    space = search_space(row.spec)  # a JobSpec, read back typed
     params: dict[str, float] = {}
     dists: dict[str, BaseDistribution] = {}
     for name, dist in space.distributions.items():

@@ -12,15 +12,13 @@ Status vocabularies are ``StrEnum`` s stored as short strings guarded by CHECK c
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     CheckConstraint,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -28,13 +26,14 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     Uuid,
     text,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from optimizer.job_spec import JobSpec
+from service.db.types import BigIntId, JobSpecJSON, UTCDateTime, utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -45,31 +44,6 @@ NAMING_CONVENTION = {
 }
 
 TABLE_PREFIX = "acprop_"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC timestamp on every backend (SQLite drops the zone on storage)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-
-
-# BIGINT autoincrement on Postgres; SQLite only autoincrements INTEGER PRIMARY KEY.
-BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class KeyScope(StrEnum):
@@ -171,9 +145,11 @@ class Job(Base):
         ForeignKey("acprop_tenants.id", ondelete="CASCADE")
     )
     name: Mapped[str] = mapped_column(String(200))
-    # The complete, defaults-resolved job: task, space, budget, sampler, pruner.
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The complete, defaults-resolved job (optimizer.job_spec.JobSpec), read back typed.
+    spec: Mapped[JobSpec] = mapped_column(JobSpecJSON)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    # spec.budget again, as columns, for the statements that check writes against it in SQL
+    # (the report fast path) and count trials; written only with the spec (Job.of_spec).
     n_trials: Mapped[int] = mapped_column(Integer)
     steps: Mapped[int] = mapped_column(Integer)
     seeds: Mapped[int] = mapped_column(Integer)
@@ -188,6 +164,21 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     tenant: Mapped[Tenant] = relationship(back_populates="jobs", lazy="raise")
+
+    @classmethod
+    def of_spec(cls, spec: JobSpec, **columns: Any) -> Job:
+        """A new job row for ``spec``, its budget columns copied from it (the only writer)."""
+        b = spec.budget
+        return cls(
+            spec=spec,
+            n_trials=b.n_trials,
+            steps=b.steps,
+            seeds=b.seeds,
+            report_every=b.report_every,
+            max_attempts=b.max_attempts,
+            **columns,
+        )
+
     trials: Mapped[list[Trial]] = relationship(
         back_populates="job", lazy="raise", passive_deletes=True
     )

@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from optimizer.tuning.mirror import StudyMirror
 from service.app import create_app
-from service.broker.mirror import StudyMirror
 from service.db.models import Lease, Trial
 from service.settings import Settings
 from tests.integration.broker_support import Api, db_state, job_body, result

@@ -152,7 +152,7 @@ def test_a_stored_job_that_cannot_be_rendered_breaks_no_other_route(app: Any) ->
     job = api.submit(n_trials=2)
     with app.state.session_factory() as session:
         row = session.get_one(Job, uuid.UUID(job["id"]))
-        spec = copy.deepcopy(row.spec)
+        spec = row.spec.to_dict()
         spec["task"]["options"] = {"a": _deep(300)}
         session.execute(update(Job).where(Job.id == row.id).values(spec=spec))
         session.commit()

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from optimizer.space import SearchSpace
 from optimizer.warm_start import warm_start_configs
 from service.db.models import KeyScope, Trial
-from service.recommendations import _outcome
+from service.job_recommendation import _outcome
 from tests.integration.conftest import KeyFactory, count_rows
 
 BEST_LR = 3e-3  # the loss minimum of the synthetic problem

@@ -3,33 +3,33 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from optimizer.sampling import build_pruner, build_sampler, search_space
-from optimizer.trial_outcome import divergence_penalty, judge_outcome
-from service.broker.mirror import StudyMirror, TrialSnapshot
+from optimizer.job_spec import JobSpec
+from optimizer.space import Fixed, Range, SearchSpace
+from optimizer.tuning.mirror import StudyMirror, TrialSnapshot
+from optimizer.tuning.outcome import TrialResult, divergence_penalty
+from optimizer.tuning.policy import search_space
 from service.broker.tokens import hash_token, new_token
 
-SPEC = {
-    "space": {
-        "learning_rate": {"low": 1e-5, "high": 1.0, "log": True},
-        "b1": {"value": 0.9},
-        "b2": {"low": 0.9, "high": 0.9999},
-    },
-    "sampler": "tpe",
-    "pruner": "none",
-    "seed": 0,
-    "budget": {"steps": 100},
-}
+SPEC = JobSpec.for_task(
+    "rosenbrock",
+    space=SearchSpace(
+        learning_rate=Range(1e-5, 1.0, log=True), b1=Fixed(0.9), b2=Range(0.9, 0.9999)
+    ),
+    sampler="tpe",
+    pruner="none",
+    seed=0,
+    steps=100,
+)
 
 
-def make_mirror(spec: dict = SPEC) -> StudyMirror:
-    return StudyMirror(
-        search_space(spec), build_sampler(spec), build_pruner(spec), steps=spec["budget"]["steps"]
-    )
+def make_mirror(spec: JobSpec = SPEC) -> StudyMirror:
+    return StudyMirror.for_job(spec)
 
 
 def test_tokens_are_unique_and_hashed() -> None:
@@ -63,8 +63,8 @@ def test_search_space_splits_fixed_and_searched() -> None:
         ([-math.inf, 0.4], None, "diverged", 100),
     ],
 )
-def test_judge_outcome(final: list, steps_at: list | None, state: str, step: int | None) -> None:
-    outcome = judge_outcome(
+def test_judged_result(final: list, steps_at: list | None, state: str, step: int | None) -> None:
+    outcome = TrialResult.judge(
         final_losses=final,
         validation_losses=None,
         last_finite_losses=[0.4, 0.8],
@@ -82,8 +82,8 @@ def test_judge_outcome(final: list, steps_at: list | None, state: str, step: int
 
 def test_judge_outcome_prefers_complete_validation() -> None:
     kwargs = dict(final_losses=[1.0, 2.0], last_finite_losses=None, diverged_at_step=None)
-    assert judge_outcome(validation_losses=[3.0, 5.0], steps=10, **kwargs).value == 4.0
-    assert judge_outcome(validation_losses=[3.0, None], steps=10, **kwargs).value == 1.5
+    assert TrialResult.judge(validation_losses=[3.0, 5.0], steps=10, **kwargs).value == 4.0
+    assert TrialResult.judge(validation_losses=[3.0, None], steps=10, **kwargs).value == 1.5
 
 
 def test_penalty_is_finite_and_worse_than_every_finished_loss() -> None:
@@ -129,7 +129,7 @@ def test_mirror_rebuilds_when_a_finished_loss_passes_a_penalty() -> None:
 
 
 def test_mirror_ask_is_pending_aware_and_binds() -> None:
-    mirror = make_mirror({**SPEC, "sampler": "random"})
+    mirror = make_mirror(replace(SPEC, sampler="random"))
     asked = mirror.ask(5)
     assert len({a.mirror_id for a in asked}) == 5
     for a in asked:
@@ -147,7 +147,7 @@ def _steered_share(diverged_as: str) -> int:
     """Trials below a divergence edge at 1e-2 among 40 TPE proposals, where finished losses
     improve towards the edge and every learning rate above it diverged (told as `diverged_as`).
     Each proposal is asked alone and then failed, so no pending trial sways the next one."""
-    mirror = make_mirror({**SPEC, "space": {"learning_rate": SPEC["space"]["learning_rate"]}})
+    mirror = make_mirror(replace(SPEC, space=SearchSpace(learning_rate=SPEC.space.learning_rate)))
     rng = optuna.samplers.RandomSampler(seed=1)._rng.rng
     snaps = []
     for i in range(60):
@@ -176,7 +176,7 @@ def test_tpe_mirror_steers_away_from_the_diverged_region() -> None:
 
 
 def test_mirror_pruner_stops_a_bad_running_trial() -> None:
-    mirror = make_mirror({**SPEC, "pruner": "median"})
+    mirror = make_mirror(replace(SPEC, pruner="median"))
     done = [_snap(i, "complete", 1e-3, 0.1, intermediate={10: 0.2, 20: 0.1}) for i in range(6)]
     mirror.sync(done)
     mirror.sync([_snap(10, "running", 1e-1), _snap(11, "running", 1e-3)])
@@ -192,7 +192,7 @@ def test_tpe_speedups_keep_the_proposals() -> None:
     and a rebuild."""
     import random
 
-    spec = {**SPEC, "seed": 3}
+    spec = replace(SPEC, seed=3)
     cached, plain = make_mirror(spec), make_mirror(spec)
     assert cached._speedups is not None
     del plain._sampler._get_internal_repr  # back to TPESampler's own methods
@@ -247,7 +247,7 @@ def test_tpe_speedups_follow_a_rebuild_with_as_many_finished_trials() -> None:
     trials: the kept split must not survive it (the proposals still match Optuna's)."""
     import random
 
-    spec = {**SPEC, "seed": 5}
+    spec = replace(SPEC, seed=5)
     fast, plain = make_mirror(spec), make_mirror(spec)
     for name in ("_get_internal_repr", "_compute_acquisition_func", "_sample"):
         delattr(plain._sampler, name)

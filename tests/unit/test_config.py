@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from optimizer.config import HYPERPARAMETERS, ACPropConfig, ConfigError
+from optimizer.acprop import HYPERPARAMETERS
+from optimizer.config import ACPropConfig, ConfigError
 
 
 def test_defaults_are_optax_defaults() -> None:

@@ -3,9 +3,9 @@
 The loss is ``1 + 0.1 (log10 lr - log10 3e-3)^2`` and training diverges above an edge that
 moves with ``eps_root``, from 1e-4 at ``eps_root = 1e-16`` to 3e-2 above 1e-8 (the shape
 facts.md reports for ACProp). A job over the default space starts with the service's
-warm-start sweep; its sampler (`optimizer.sampling.build_sampler`) then proposes trials in
+warm-start sweep; its sampler (`optimizer.tuning.policy.build_sampler`) then proposes trials in
 populations of 4, with the population still running pending, and a diverged trial told as
-the service's finite penalty (`optimizer.trial_outcome.divergence_penalty`).
+the service's finite penalty (`optimizer.tuning.outcome.divergence_penalty`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import math
 import numpy as np
 import optuna
 
-from optimizer.sampling import build_sampler, search_space, warm_start_trials
+from optimizer.job_spec import JobSpec
 from optimizer.space import SearchSpace
-from optimizer.trial_outcome import divergence_penalty
+from optimizer.tuning.outcome import divergence_penalty
+from optimizer.tuning.policy import build_sampler, search_space
 from optimizer.warm_start import warm_start_configs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -30,7 +31,7 @@ def edge_log(log_eps_root: float) -> float:
     return float(np.interp(log_eps_root, [-16.0, -8.0], [-4.0, math.log10(3e-2)]))
 
 
-def run_job(sampler: optuna.samplers.BaseSampler, spec: dict) -> tuple[float, float]:
+def run_job(sampler: optuna.samplers.BaseSampler, spec: JobSpec) -> tuple[float, float]:
     """Share of sampler trials (after the sweep) near the optimum and share that diverged."""
     space = search_space(spec)
     study = optuna.create_study(sampler=sampler)
@@ -65,13 +66,8 @@ def run_job(sampler: optuna.samplers.BaseSampler, spec: dict) -> tuple[float, fl
 
 
 def test_after_the_warm_start_the_sampler_stays_near_the_good_region() -> None:
-    spec = {
-        "space": SearchSpace().to_dict(),
-        "budget": {"n_trials": N_TRIALS},
-        "sampler": "tpe",
-        "warm_start": True,
-    }
-    assert warm_start_trials(spec) == len(warm_start_configs(SearchSpace(), N_TRIALS)) > 0
+    spec = JobSpec.for_task("rosenbrock", n_trials=N_TRIALS, sampler="tpe", warm_start=True)
+    assert len(spec.warm_start_configs) == len(warm_start_configs(SearchSpace(), N_TRIALS)) > 0
     policy = np.array([run_job(build_sampler(spec, seed=s), spec) for s in range(4)])
     random = np.array([run_job(optuna.samplers.RandomSampler(seed=s), spec) for s in range(4)])
     near, diverged = policy.mean(axis=0)
@@ -82,14 +78,13 @@ def test_after_the_warm_start_the_sampler_stays_near_the_good_region() -> None:
 
 
 def test_the_warm_started_tpe_skips_its_random_startup() -> None:
-    spec = {"space": SearchSpace().to_dict(), "budget": {"n_trials": N_TRIALS}}
-    cold = build_sampler({**spec, "warm_start": False}, seed=0)
-    warm = build_sampler({**spec, "warm_start": True}, seed=0)
+    cold_spec = JobSpec.for_task("rosenbrock", n_trials=N_TRIALS, warm_start=False)
+    spec = JobSpec.for_task("rosenbrock", n_trials=N_TRIALS, warm_start=True)
+    cold = build_sampler(cold_spec, seed=0)
+    warm = build_sampler(spec, seed=0)
     assert isinstance(warm, optuna.samplers.TPESampler)
     assert isinstance(cold, optuna.samplers.TPESampler)
     assert warm._n_startup_trials == 0 < cold._n_startup_trials
     # Seeded: the same job samples the same configurations.
-    again = build_sampler({**spec, "warm_start": True}, seed=0)
-    assert run_job(warm, {**spec, "warm_start": True}) == run_job(
-        again, {**spec, "warm_start": True}
-    )
+    again = build_sampler(spec, seed=0)
+    assert run_job(warm, spec) == run_job(again, spec)

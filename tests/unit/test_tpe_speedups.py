@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.samplers._tpe import _truncnorm
 
-from service.broker import tpe_speedups
+from optimizer.tuning import tpe_speedups
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -17,18 +17,18 @@ def test_installed_reads_this_environment_without_importing_jax() -> None:
 
 def test_one_version_set_lists_it_without_warning() -> None:
     listed, warnings = versions.summarise([A, dict(A), A])
-    assert listed == [{**A, "n_trials": 3}]
-    assert warnings == []
+    assert listed == (versions.TrainedWith(**A, n_trials=3),)
+    assert warnings == ()
 
 
 def test_different_versions_are_listed_most_trials_first_and_warned_about() -> None:
     b = {**A, "optax": "0.2.9", "jaxlib": "0.10.3"}
     listed, warnings = versions.summarise([b, A, A, None])
-    assert listed == [
-        {**A, "n_trials": 2},
-        {"jax": None, "jaxlib": None, "optax": None, "n_trials": 1},
-        {**b, "n_trials": 1},
-    ]
+    assert listed == (
+        versions.TrainedWith(**A, n_trials=2),
+        versions.TrainedWith(None, None, None, n_trials=1),
+        versions.TrainedWith(**b, n_trials=1),
+    )
     assert len(warnings) == 2
     assert "different versions of jaxlib, optax" in warnings[0]
     assert "jaxlib 0.10.2, optax 0.2.8 (2 trials)" in warnings[0]

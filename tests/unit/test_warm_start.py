@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
+from optimizer.acprop import PAPER_EPS_ROOT
 from optimizer.space import Fixed, Range, SearchSpace
-from optimizer.warm_start import MAX_POINTS, PAPER_EPS_ROOT, warm_start_configs
+from optimizer.warm_start import MAX_POINTS, warm_start_configs
 
 
 def test_an_18_trial_job_sweeps_the_decades_around_the_papers_learning_rate() -> None:

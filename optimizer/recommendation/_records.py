@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from optimizer._features import PARAM_NAMES
+from optimizer.acprop import BOUNDS, HYPERPARAMETERS
+from optimizer.versions import TrainedWith
 
 Status = Literal["provisional", "final"]
 
@@ -39,16 +41,16 @@ class TrialOutcome:
     diverged: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = set(self.params) - set(PARAM_NAMES)
+        unknown = set(self.params) - set(HYPERPARAMETERS)
         if unknown:
             raise ValueError(f"trial {self.number}: unknown settings {sorted(unknown)}")
         if "learning_rate" not in self.params:
             raise ValueError(f"trial {self.number}: params must include learning_rate")
         for name, value in self.params.items():
-            ok = isinstance(value, int | float) and math.isfinite(value) and value >= 0
-            if name in ("learning_rate", "eps", "eps_root"):  # modelled on a log scale
+            ok = isinstance(value, int | float) and BOUNDS[name].contains(value)
+            if name in ("eps", "eps_root"):  # modelled on a log scale: 0 has no place there
                 ok = ok and value > 0
-            if not ok or (name in ("b1", "b2") and value >= 1):
+            if not ok:
                 raise ValueError(f"trial {self.number}: {name}={value!r} is out of range")
         if not self.diverged:
             object.__setattr__(self, "diverged", (False,) * len(self.losses))
@@ -75,7 +77,7 @@ class TrialOutcome:
 
     def sort_key(self) -> tuple[Any, ...]:
         """A key that depends on the trial's content, so any input order gives one order."""
-        p = tuple(self.params.get(n, math.nan) for n in PARAM_NAMES)
+        p = tuple(self.params.get(n, math.nan) for n in HYPERPARAMETERS)
         losses = tuple((loss is None, 0.0 if loss is None else loss) for loss in self.losses)
         return (
             tuple((math.isnan(v), 0.0 if math.isnan(v) else v) for v in p),
@@ -147,9 +149,15 @@ class Recommendation:
     margin: float
     tolerance: float
     optax: str
+    #: The job it answers for (the service fills it in).
+    job_id: str | None = None
+    #: The jax/jaxlib/optax versions its trials were trained with (the service fills it in).
+    versions: tuple[TrainedWith, ...] = ()
+    #: What a user should know before using it (e.g. trials of mixed versions).
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        floats = [getattr(self, n) for n in PARAM_NAMES] + [self.margin, self.tolerance]
+        floats = [getattr(self, n) for n in HYPERPARAMETERS] + [self.margin, self.tolerance]
         floats += [
             self.expected_loss.mean,
             self.expected_loss.seed_std,
@@ -160,26 +168,14 @@ class Recommendation:
             raise ValueError(f"non-finite value in a recommendation: {floats}")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (plain floats and ints, lists, ``None``; never NaN)."""
-        e, v = self.expected_loss, self.evidence
-        out: dict[str, Any] = {name: getattr(self, name) for name in PARAM_NAMES}
-        out.update(
-            expected_loss={"mean": e.mean, "seed_std": e.seed_std, "model_std": e.model_std},
-            lr_interval=list(self.lr_interval),
-            divergence_lr=self.divergence_lr,
-            evidence={
-                "n_trials": v.n_trials,
-                "n_trials_used": v.n_trials_used,
-                "n_seeds_used": v.n_seeds_used,
-                "n_trials_diverged": v.n_trials_diverged,
-                "n_seeds_diverged": v.n_seeds_diverged,
-                "n_seeds_missing": v.n_seeds_missing,
-                "tuned": list(v.tuned),
-                "trials_used": list(v.trials_used),
-            },
-            status=self.status,
-            margin=self.margin,
-            tolerance=self.tolerance,
-            optax=self.optax,
-        )
-        return out
+        """The JSON form (plain floats and ints, lists, ``None``; never NaN): what the API
+        answers, described by its OpenAPI schema (this class is the API's response model)."""
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

@@ -22,17 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Every ACProp setting, in ``optax.contrib.acprop``'s argument order.
-PARAM_NAMES: tuple[str, ...] = ("learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay")
-
-#: optax's own defaults, used for a setting a trial does not mention.
-OPTAX_DEFAULTS: Mapping[str, float] = {
-    "b1": 0.9,
-    "b2": 0.999,
-    "eps": 1e-16,
-    "eps_root": 1e-16,
-    "weight_decay": 0.0,
-}
+from optimizer.acprop import HYPERPARAMETERS, OPTAX_DEFAULTS
 
 
 def _encode(name: str, values: np.ndarray, *, log_weight_decay: bool) -> np.ndarray:
@@ -76,7 +66,7 @@ class FeatureSpace:
         log_wd = all(p["weight_decay"] > 0.0 for p in full)
         tuned: list[str] = []
         fixed: dict[str, float] = {}
-        for name in PARAM_NAMES:
+        for name in HYPERPARAMETERS:
             distinct = {p[name] for p in full}
             if name == "learning_rate" or len(distinct) > 1:
                 tuned.append(name)
@@ -116,7 +106,7 @@ class FeatureSpace:
         for k, name in enumerate(self.tuned):
             value = _decode(name, enc[k : k + 1], log_weight_decay=self.log_weight_decay)[0]
             out[name] = float(value)
-        return {name: out[name] for name in PARAM_NAMES}
+        return {name: out[name] for name in HYPERPARAMETERS}
 
     def lr_to_unit(self, learning_rate: float) -> float:
         """The unit coordinate of a learning rate."""

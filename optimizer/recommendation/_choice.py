@@ -1,37 +1,6 @@
-"""The recommendation: a safe, evidence-backed ACProp configuration from a job's trials.
-
-Not the argmin of noisy trials. From every finished trial and seed:
-
-1. **Loss model.** The loss of non-diverged trials is modelled as a smooth function of the
-   tuned settings in log coordinates (``log10 learning_rate``, ``log10 eps_root``, ...): a
-   Gaussian process on trial means with the pooled seed noise (``_loss_model``).
-2. **Divergence model.** The probability that a seed diverges is a logistic function that
-   rises with ``log10 learning_rate`` and whose edge ``g(z)`` (the 50 % point) moves with the
-   other tuned settings (``_divergence_model``), capped by the smallest learning rate that
-   diverged in a comparable trial.
-3. **Choice.** Among configurations inside the range the non-diverged trials explored, take
-   the one with the lowest ``mean + PESSIMISM * sd`` of the predicted loss (a pessimistic
-   score: where the loss surface is flat, e.g. in ``eps_root`` above 1e-9, noise alone would
-   decide the argmin of the mean; the bound prefers settings the trials actually explored)
-   subject to
-
-       learning_rate <= edge(other settings) / margin,
-
-   never a learning rate that diverged in any seed of any trial. Where the choice's
-   ``eps_root`` lies half a decade or more from 1e-8, the best safe point at 1e-8 replaces it
-   when its predicted loss is within ``EPS_ROOT_TOLERANCE`` (5 %). The paper's setting
-   (learning rate 1e-3, ``eps_root`` 1e-8; the warm start trains it) wins a tie: where a
-   trial trained it without divergence, it is safe, and its predicted loss is within
-   ``tolerance`` of the choice's, it is the answer. The learning rate is then
-   rounded to two significant digits (three for the other tuned settings), never upwards
-   across the safe limit.
-
-A seed with a non-finite loss counts as diverged and a trial with any diverged seed gives
-no loss data, so no non-finite value and no partly diverged trial can become the
-recommendation. Trials are sorted by content before anything is fitted and every fit starts
-from fixed points, so the answer does not depend on trial order and is deterministic; with
-more trials the fits settle, so provisional answers approach the final one.
-"""
+"""The choice of the recommendation (the package docstring says what it is): the loss and
+divergence models fitted, the pessimistic best inside the safe limit, the ties, the interval
+and the rounding."""
 
 from __future__ import annotations
 
@@ -42,10 +11,11 @@ import numpy as np
 from scipy import optimize
 from scipy.stats import qmc
 
-from optimizer._divergence_model import DivergenceModel
-from optimizer._features import OPTAX_DEFAULTS, PARAM_NAMES, FeatureSpace
-from optimizer._loss_model import LossModel
-from optimizer._outcomes import (
+from optimizer.acprop import HYPERPARAMETERS, OPTAX_DEFAULTS, PAPER_EPS_ROOT, PAPER_SETTING
+from optimizer.recommendation._divergence_model import DivergenceModel
+from optimizer.recommendation._features import FeatureSpace
+from optimizer.recommendation._loss_model import LossModel
+from optimizer.recommendation._records import (
     Evidence,
     ExpectedLoss,
     NotEnoughEvidence,
@@ -53,19 +23,8 @@ from optimizer._outcomes import (
     Status,
     TrialOutcome,
 )
-from optimizer.warm_start import PAPER_EPS_ROOT, PAPER_LEARNING_RATE
 
-__all__ = [
-    "DEFAULT_MARGIN",
-    "DEFAULT_MIN_TRIALS",
-    "DEFAULT_TOLERANCE",
-    "Evidence",
-    "ExpectedLoss",
-    "NotEnoughEvidence",
-    "Recommendation",
-    "TrialOutcome",
-    "recommend",
-]
+__all__ = ["DEFAULT_MARGIN", "DEFAULT_MIN_TRIALS", "DEFAULT_TOLERANCE", "recommend"]
 
 #: Factor kept between the recommended learning rate and the estimated divergence edge. The
 #: edge is already a lower bound (floored at the largest learning rate seen to train safely
@@ -96,7 +55,6 @@ EPS_ROOT_TOLERANCE = 0.05
 FAR_EPS_ROOT_DECADES = 0.5
 #: The paper's setting (Adam's learning rate with eps_root 1e-8), which the warm start trains:
 #: kept when the model cannot tell it from the best configuration (see ``recommend``).
-PAPER_SETTING = {"learning_rate": PAPER_LEARNING_RATE, "eps_root": PAPER_EPS_ROOT}
 _LR_GRID = 161
 _N_HALTON_Z = 64
 _N_EXPLORED_Z = 64
@@ -175,7 +133,7 @@ def _at_default_eps_root(
 
 
 def _optax_line(p: dict[str, float]) -> str:
-    args = [f"{n}={p[n]!r}" for n in PARAM_NAMES if n != "weight_decay" or p[n] != 0.0]
+    args = [f"{n}={p[n]!r}" for n in HYPERPARAMETERS if n != "weight_decay" or p[n] != 0.0]
     return f"optax.contrib.acprop({', '.join(args)})"
 
 
@@ -361,7 +319,7 @@ def recommend(
         trials_used=tuple(sorted(trials[i].number for i in usable)),
     )
     return Recommendation(
-        **params,
+        **params,  # type: ignore[arg-type]  # the six hyperparameters, as floats
         expected_loss=ExpectedLoss(
             mean=at_rec, seed_std=loss.seed_std(), model_std=float(loss.model_std(x_final)[0])
         ),

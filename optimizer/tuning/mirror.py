@@ -12,7 +12,7 @@ job's row lock, so every lease decision sees all finished trials of every proces
 
 Outcomes as the sampler sees them:
   complete -> COMPLETE with its value
-  diverged -> COMPLETE with a finite penalty worse than every finished loss (optimizer/trial_outcome.py)
+  diverged -> COMPLETE with a finite penalty worse than every finished loss (optimizer/tuning/outcome.py)
   pruned   -> PRUNED with its intermediate losses (TPE ranks it by how far it got)
   failed   -> FAIL (ignored by the samplers)
 """
@@ -29,9 +29,10 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.storages import InMemoryStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from optimizer.sampling import StudySpace
-from optimizer.trial_outcome import divergence_penalty
-from service.broker import tpe_speedups
+from optimizer.job_spec import JobSpec
+from optimizer.tuning import tpe_speedups
+from optimizer.tuning.outcome import divergence_penalty
+from optimizer.tuning.policy import StudySpace, build_pruner, build_sampler, search_space
 
 __all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "AskedTrial", "StudyMirror", "TrialSnapshot"]
 
@@ -92,6 +93,18 @@ class StudyMirror:
         self._steps = steps
         self._snapshots: dict[int, TrialSnapshot] = {}
         self._reset()
+
+    @classmethod
+    def for_job(cls, spec: JobSpec, *, seed: int | None = None) -> StudyMirror:
+        """The mirror of a job's study with the job's sampling policy (policy.py); ``seed``
+        stands in for the spec's own (e.g. from the job id), so a rebuilt mirror of one job
+        samples the same way."""
+        return cls(
+            search_space(spec),
+            build_sampler(spec, seed=seed),
+            build_pruner(spec),
+            steps=spec.budget.steps,
+        )
 
     # -- reading ---------------------------------------------------------------------------
 

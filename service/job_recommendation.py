@@ -19,12 +19,13 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from typing import Any
+from dataclasses import replace
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from optimizer.recommendation import NotEnoughEvidence, TrialOutcome, recommend
+from optimizer.recommendation import NotEnoughEvidence, Recommendation, TrialOutcome, recommend
+from optimizer.tuning.outcome import TrialResult
 from optimizer.versions import summarise as summarise_versions
 from service.db.models import Job, JobStatus, Trial, TrialState
 from service.errors import Conflict, NotFound
@@ -32,43 +33,27 @@ from service.errors import Conflict, NotFound
 __all__ = ["job_recommendation"]
 
 _CACHE_SIZE = 256
-_cache: OrderedDict[tuple[uuid.UUID, int, str], dict[str, Any]] = OrderedDict()
+_cache: OrderedDict[tuple[uuid.UUID, int, str], Recommendation] = OrderedDict()
 _cache_lock = threading.Lock()
 
 _USED_STATES = (TrialState.COMPLETE.value, TrialState.DIVERGED.value)
 
 
 def _outcome(trial: Trial) -> TrialOutcome:
-    diverged = trial.state == TrialState.DIVERGED.value
-    losses: list[float | None] = list(trial.validation_losses or [])
-    if not losses or any(v is None for v in losses):
-        losses = list(trial.final_losses or [])
-    if not losses:
-        losses = [trial.value] if trial.value is not None else [None]
-    return TrialOutcome(
-        number=trial.number,
-        params={k: float(v) for k, v in trial.params.items()},
-        losses=tuple(losses),
-        diverged=_seed_flags(trial, diverged, len(losses)),
+    """The recommendation's record of a finished row (the one rule for which seeds diverged:
+    optimizer/tuning/outcome.py)."""
+    result = TrialResult.stored(
+        state=trial.state,
+        final_losses=trial.final_losses,
+        validation_losses=trial.validation_losses,
+        seeds_diverged_at=trial.seeds_diverged_at,
+        diverged_at_step=trial.diverged_at_step,
+        value=trial.value,
     )
+    return result.record(trial.number, {k: float(v) for k, v in trial.params.items()})
 
 
-def _seed_flags(trial: Trial, diverged: bool, n_seeds: int) -> tuple[bool, ...]:
-    """Which seeds diverged: from the per-seed steps where the row has them (one per seed,
-    and at least one step for a diverged trial). A row without them (finished before
-    revision 0003) keeps only the first step any seed diverged at, so every seed of a
-    diverged trial counts as diverged, which errs on the safe side of the edge."""
-    per_seed = trial.seeds_diverged_at
-    if (
-        per_seed is not None
-        and len(per_seed) == n_seeds
-        and any(step is not None for step in per_seed) == diverged
-    ):
-        return tuple(step is not None for step in per_seed)
-    return (diverged,) * n_seeds
-
-
-def _compute(trials: list[Trial], job: Job, status: str) -> dict[str, Any]:
+def _compute(trials: list[Trial], job: Job, status: str) -> Recommendation:
     try:
         rec = recommend([_outcome(t) for t in trials], status=status)  # type: ignore[arg-type]
     except NotEnoughEvidence as exc:
@@ -78,12 +63,12 @@ def _compute(trials: list[Trial], job: Job, status: str) -> dict[str, Any]:
         ) from None
     # The versions the answer rests on: those of the trials it was fitted on.
     versions, warnings = summarise_versions(t.versions for t in trials)
-    return {"job_id": str(job.id), **rec.to_dict(), "versions": versions, "warnings": warnings}
+    return replace(rec, job_id=str(job.id), versions=versions, warnings=warnings)
 
 
 def job_recommendation(
     session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
-) -> dict[str, Any]:
+) -> Recommendation:
     """The recommendation of a job the caller owns (``tenant_id`` None: any job, for the
     local CLI); 404 when there is no such job, 409 with the reason while there is none."""
     query = select(Job).where(Job.id == job_id)

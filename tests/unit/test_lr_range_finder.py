@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from optimizer.lr_range_test import (
+from optimizer.lr_range_finder import (
     ramp,
     smooth,
     stop_index,
@@ -72,12 +72,12 @@ def test_suggestion_drops_everything_after_a_nan() -> None:
 
 
 def test_importing_does_not_import_jax() -> None:
-    code = "import sys, optimizer.lr_range_test; assert 'jax' not in sys.modules"
+    code = "import sys, optimizer.lr_range_finder; assert 'jax' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_range_test_on_a_real_task() -> None:
-    from optimizer.lr_range_test import run_range_test
+    from optimizer.lr_range_finder import run_range_test
     from optimizer.tasks import load_task
 
     test = run_range_test(
