@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from service.db.scratch import scratch_database
 
 
 def server_url() -> str:
@@ -23,14 +21,5 @@ def server_url() -> str:
 @contextmanager
 def fresh_database() -> Iterator[str]:
     """Yields the URL of a new, empty database on :func:`server_url`; drops it afterwards."""
-    server = make_url(server_url())
-    name = f"acprop_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(server_url(), prefix="acprop_bench") as url:
+        yield url.render_as_string(hide_password=False)

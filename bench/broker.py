@@ -38,14 +38,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import optuna
 from pydantic import SecretStr
 
+from acprop_tuner.cli.local import ServerProcess, free_port
 from bench._postgres import fresh_database
-from bench._server import free_port, server_process
 
 NAME = "broker"
 TITLE = "Broker: server cost per trial vs Optuna's RDBStorage, and trials/s with 8 workers"
@@ -287,8 +288,11 @@ def _uvicorn(url: str) -> Iterator[str]:
     }
     argv = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
-    with server_process(argv, port, env) as base:
-        yield base
+    root = Path(__file__).resolve().parents[1]
+    with ServerProcess(
+        env, port=port, argv=argv, cwd=root, ready_path="/healthz", quiet=True
+    ) as server:
+        yield server.url
 
 
 def _http_keys(url: str) -> tuple[str, str]:

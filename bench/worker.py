@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,13 +31,12 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
+from acprop_tuner.cli.local import CLI, ServerProcess
 from bench._postgres import fresh_database
-from bench._server import free_port, server_process
 
 NAME = "worker"
 TITLE = "Worker: trials/s of real worker processes vs a naive Optuna objective (mlp-digits)"
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "acprop_tuner"]
 STEPS, REPORT_EVERY = 300, 15
 SERVICE_TRIALS = 96
 NAIVE_TRIALS = 16
@@ -57,12 +55,11 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
 
 @contextmanager
 def _server(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    argv = [*CLI, "serve", "--port", str(port)]
-    with server_process(
-        argv, port, env, ready_path="/readyz", start_timeout_s=120, stop_timeout_s=30
-    ) as base:
-        yield base
+    server = ServerProcess(env, cwd=ROOT, quiet=True).start(timeout_s=120)
+    try:
+        yield server.url
+    finally:
+        server.stop(timeout_s=30)
 
 
 def _bench_service(workers: int, capacity: int) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What the population trainer reports: per chunk (:class:`ChunkResult`) and at the end
+"""The population trainer's records: the state of a population being trained
+(:class:`Population`), and what it reports per chunk (:class:`ChunkResult`) and at the end
 (:class:`FinalResult`). Host-side numpy arrays over the configurations given to ``start``
 (padding lanes removed), axes ``[K, S]``.
 
@@ -9,10 +10,16 @@ its losses are NaN here and ``None`` in :meth:`FinalResult.records`, never a num
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import jax
+
+    from optimizer._population_programs import LaneState
+    from optimizer.config import ACPropConfig
 
 __all__ = ["ChunkResult", "FinalResult"]
 
@@ -124,3 +131,30 @@ class FinalResult:
             }
             for k in range(self.final_loss.shape[0])
         ]
+
+
+@dataclass
+class Population:
+    """A population being trained. Mutated by :class:`PopulationTrainer` methods.
+
+    ``step`` is the number of steps taken so far (the last step whose loss was reported);
+    lanes ``[n_configs:]`` are padding (copies of the last configuration, frozen from the
+    start) when fewer configurations than the trainer's K were given.
+    """
+
+    state: LaneState
+    data_keys: jax.Array
+    configs: tuple[ACPropConfig, ...]
+    seeds: tuple[int, ...]
+    total_steps: int
+    step: int = 0
+    pruned: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    wall_s: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.total_steps
+
+    @property
+    def n_configs(self) -> int:
+        return len(self.configs)

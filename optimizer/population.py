@@ -43,7 +43,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -51,45 +50,17 @@ import numpy as np
 
 from optimizer import compile_cache
 from optimizer._population_programs import (
-    LaneState,
     build_chunk,
     build_init,
     build_validation,
     seed_keys,
 )
-from optimizer._population_results import ChunkResult, FinalResult
+from optimizer._population_results import ChunkResult, FinalResult, Population
 from optimizer.acprop import HYPERPARAMETERS
 from optimizer.config import ACPropConfig
 from optimizer.tasks.base import Task
 
 __all__ = ["ChunkResult", "FinalResult", "Population", "PopulationTrainer", "seed_keys"]
-
-
-@dataclass
-class Population:
-    """A population being trained. Mutated by :class:`PopulationTrainer` methods.
-
-    ``step`` is the number of steps taken so far (the last step whose loss was reported);
-    lanes ``[n_configs:]`` are padding (copies of the last configuration, frozen from the
-    start) when fewer configurations than the trainer's K were given.
-    """
-
-    state: LaneState
-    data_keys: jax.Array
-    configs: tuple[ACPropConfig, ...]
-    seeds: tuple[int, ...]
-    total_steps: int
-    step: int = 0
-    pruned: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
-    wall_s: float = 0.0
-
-    @property
-    def done(self) -> bool:
-        return self.step >= self.total_steps
-
-    @property
-    def n_configs(self) -> int:
-        return len(self.configs)
 
 
 class PopulationTrainer:

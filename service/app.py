@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from acprop_tuner import __version__
 from service import dashboard
 from service.api import docs, health
 from service.api import jobs as jobs_api
@@ -42,6 +42,14 @@ from service.studies import Studies
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+
+
+def _version() -> str:
+    """This distribution's version, from its installed metadata."""
+    try:
+        return metadata.version("acprop-tuner")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def _include_routers(app: FastAPI) -> None:
@@ -112,7 +120,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
 
     app = FastAPI(
         title="acprop-tuner",
-        version=__version__,
+        version=_version(),
         summary="Find a safe, good initial configuration for ACProp (optax.contrib.acprop).",
         lifespan=lifespan,
         # Served by service.api.docs from installed assets, not FastAPI's CDN links.

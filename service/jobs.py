@@ -1,13 +1,12 @@
-"""Tuning jobs: the use cases behind the jobs API, each owning its transaction.
+"""Tuning jobs after submission (service/job_submission.py): reading them with their
+progress and trials, cancelling, deleting, and their recommendation; each use case owns its
+transaction.
 
-Owns submission (quotas, idempotency, the job's Optuna study), reading jobs with their
-progress and trials, cancelling and deleting. Job status changes, here and in the broker,
-go through :func:`service.job_status.transition` (re-exported here): ``queued -> running``
-when a trial is first leased, then ``finished``, ``cancelled`` or ``failed``. Every query is scoped by tenant: another tenant's job is
-indistinguishable from one that does not exist (404).
-
-Optuna is never called while one of our write transactions is open: on SQLite the two
-would wait on each other's lock.
+Job status changes, here and in the broker, go through :func:`service.job_status.transition`
+(re-exported here): ``queued -> running`` when a trial is first leased, then ``finished``,
+``cancelled`` or ``failed``. Every query is scoped by tenant: another tenant's job is
+indistinguishable from one that does not exist (404). Optuna is never called while one of
+our write transactions is open: on SQLite the two would wait on each other's lock.
 """
 
 from __future__ import annotations
@@ -19,18 +18,12 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from optimizer.job_spec import JobSpec
 from optimizer.recommendation import Recommendation
-from optimizer.tasks.trust import ALLOWED_MODULES_ENV, TaskNotAllowed
-from service.broker.leasing import enqueue_trials
-from service.db.models import Job, JobStatus, Tenant, Trial, TrialReport, TrialState
-from service.errors import Conflict, InvalidInput, NotFound, OverLimit, QuotaExceeded
+from service.db.models import Job, JobStatus, Trial, TrialReport, TrialState
+from service.errors import NotFound
 from service.job_recommendation import job_recommendation
 from service.job_status import transition
-from service.keys import Principal
-from service.schemas import JobCreate
-from service.settings import Settings
-from service.studies import Studies, study_name
+from service.studies import Studies
 
 logger = logging.getLogger(__name__)
 
@@ -56,141 +49,6 @@ def parse_job_id(raw: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except (ValueError, AttributeError, TypeError):
         raise NotFound(f"no job {raw[:64]!r}") from None
-
-
-def _quota_checks(
-    session: Session, settings: Settings, tenant_id: uuid.UUID, body: JobCreate
-) -> None:
-    retry = settings.retry_after_quota_s
-    limits = (
-        ("n_trials", body.budget.n_trials, settings.quota_trials_per_job, "trials per job"),
-        ("steps", body.budget.steps, settings.quota_steps_per_trial, "steps per trial"),
-        ("seeds", body.budget.seeds, settings.quota_seeds_per_trial, "seeds per trial"),
-    )
-    over = [
-        {
-            "loc": ["body", "budget", field],
-            "msg": f"budget.{field} = {value} exceeds this tenant's limit of {limit} {what}; "
-            "ask for at most that many (the operator sets it)",
-            "type": "over_limit",
-            "limit": limit,
-            "requested": value,
-        }
-        for field, value, limit, what in limits
-        if value > limit
-    ]
-    if over:
-        raise OverLimit(over)
-    active = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.tenant_id == tenant_id, Job.status.in_([s.value for s in JobStatus.active()]))
-    )
-    if (active or 0) >= settings.quota_active_jobs:
-        raise QuotaExceeded(
-            {
-                "quota": "active jobs",
-                "limit": settings.quota_active_jobs,
-                "msg": f"this tenant already has {active} queued or running jobs (quota "
-                f"{settings.quota_active_jobs}); cancel one or wait for one to finish",
-            },
-            retry,
-        )
-
-
-#: How this server's operator allows task modules (named in the refusal).
-SERVER_SETTING = f"the server's {ALLOWED_MODULES_ENV}"
-
-
-def _check_task_allowed(settings: Settings, name: str) -> None:
-    """Task code is trusted code: a name that is not a built-in, an installed entry point, or
-    under a module prefix this server's operator allowed is refused before anything is
-    written (optimizer/tasks/trust.py)."""
-    try:
-        settings.task_trust().check(name, where="this server", setting=SERVER_SETTING)
-    except TaskNotAllowed as exc:
-        raise InvalidInput.at(["body", "task", "name"], str(exc)) from None
-
-
-def _by_idempotency_key(session: Session, tenant_id: uuid.UUID, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
-
-
-def _replay(job: Job, spec: JobSpec, name: str) -> Job:
-    if job.spec != spec or job.name != name:
-        raise Conflict("this Idempotency-Key was already used for a different job; use a new key")
-    return job
-
-
-def create_job(
-    session: Session,
-    studies: Studies,
-    settings: Settings,
-    principal: Principal,
-    body: JobCreate,
-    idempotency_key: str | None = None,
-) -> tuple[Job, bool]:
-    """Submit a job; returns it and whether it was created (False: an idempotent replay)."""
-    _check_task_allowed(settings, body.task.name)
-    spec = body.to_spec()
-    name = body.name or body.task.name
-    if idempotency_key is not None:
-        existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, spec, name), False
-    _quota_checks(session, settings, principal.tenant_id, body)
-    session.rollback()  # end the read transaction before Optuna writes
-
-    job_id = uuid.uuid4()
-    name_of_study = study_name(job_id)
-    studies.ensure(name_of_study)
-
-    # Serialise submissions of one tenant on Postgres, so the active-jobs quota holds under
-    # concurrency (SQLite has a single writer anyway).
-    session.execute(select(Tenant.id).where(Tenant.id == principal.tenant_id).with_for_update())
-    try:
-        if idempotency_key is not None:
-            existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
-            if existing is not None:
-                raise _LostRace(existing)
-        _quota_checks(session, settings, principal.tenant_id, body)
-        job = Job.of_spec(
-            spec,
-            id=job_id,
-            tenant_id=principal.tenant_id,
-            name=name,
-            status=JobStatus.QUEUED.value,
-            study_name=name_of_study,
-            idempotency_key=idempotency_key,
-        )
-        session.add(job)
-        if spec.warm_start_configs:
-            session.flush()  # the job row first: the sweep's trials refer to it
-            enqueue_trials(session, job, spec.warm_start_configs)
-        session.commit()
-    except _LostRace as race:
-        session.rollback()
-        _discard_study(studies, name_of_study)
-        return _replay(race.job, spec, name), False
-    except BaseException:
-        session.rollback()
-        _discard_study(studies, name_of_study)
-        raise
-    return job, True
-
-
-def _discard_study(studies: Studies, name: str) -> None:
-    """Best effort: a study whose job was never committed is deleted (if the database is down
-    too, it stays, empty and unreferenced; the original error is what the client sees)."""
-    try:
-        studies.delete(name)
-    except Exception:
-        logger.warning("could not delete the unused study %s", name, exc_info=True)
-
-
-class _LostRace(Exception):
-    def __init__(self, job: Job) -> None:
-        self.job = job
 
 
 def _owned_job(

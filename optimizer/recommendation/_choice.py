@@ -5,13 +5,12 @@ and the rounding."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from scipy import optimize
 from scipy.stats import qmc
 
-from optimizer.acprop import HYPERPARAMETERS, OPTAX_DEFAULTS, PAPER_EPS_ROOT, PAPER_SETTING
 from optimizer.recommendation._divergence_model import DivergenceModel
 from optimizer.recommendation._features import FeatureSpace
 from optimizer.recommendation._loss_model import LossModel
@@ -22,6 +21,12 @@ from optimizer.recommendation._records import (
     Recommendation,
     Status,
     TrialOutcome,
+)
+from optimizer.recommendation._rounding import optax_line, round_params, round_sig
+from optimizer.recommendation._ties import (
+    EPS_ROOT_TOLERANCE,
+    at_default_eps_root,
+    paper_point,
 )
 
 __all__ = ["DEFAULT_MARGIN", "DEFAULT_MIN_TRIALS", "DEFAULT_TOLERANCE", "recommend"]
@@ -43,98 +48,14 @@ COMPARABLE_RADIUS = 0.05
 #: regret and the worst run on mlp-digits and logreg; on the 3 held-out seeds alone it was
 #: worse on 3 of 4 tasks. The evidence and its limits: docs/recommendation.md, "Choice".
 PESSIMISM = 4.0
-#: Relative loss tolerance within which ``eps_root`` 1e-8 (the paper's, and the warm start's
-#: first level) wins against a choice at least ``FAR_EPS_ROOT_DECADES`` away from it. 5 %
-#: rather than the 2 % of ``tolerance``: over sampler seeds 10-22 of char-lm, the chosen
-#: ``eps_root`` of 5e-7 or 7e-10 looked a few percent better on the job's 2 seeds and lost up
-#: to 5 % on fresh ones (mean regret +1.34 -> +0.33 %, worst +5.2 -> +1.1); see
-#: docs/recommendation.md, "Choice".
-EPS_ROOT_TOLERANCE = 0.05
-#: A chosen ``eps_root`` within this many decades of 1e-8 is kept as it is (Rosenbrock's best
-#: runs sit at 2-3e-8 and lose 15-30 points at 1e-8).
-FAR_EPS_ROOT_DECADES = 0.5
-#: The paper's setting (Adam's learning rate with eps_root 1e-8), which the warm start trains:
-#: kept when the model cannot tell it from the best configuration (see ``recommend``).
 _LR_GRID = 161
 _N_HALTON_Z = 64
 _N_EXPLORED_Z = 64
 
 
-def _round_sig(value: float, digits: int, *, down: bool = False) -> float:
-    exponent = math.floor(math.log10(abs(value))) - digits + 1
-    scaled = value / 10.0**exponent
-    # Down: a hair below a whole number (9.999999999999998) is that number, not one less.
-    scaled = math.floor(scaled + 1e-9) if down else round(scaled)
-    return float(f"{scaled * 10.0**exponent:.{digits}g}")
-
-
-def _round_params(params: dict[str, float], tuned: tuple[str, ...]) -> dict[str, float]:
-    out = dict(params)
-    for name in tuned[1:]:
-        v = params[name]
-        if name in ("b1", "b2"):  # round the horizon 1 - b, not b itself
-            out[name] = float(f"{1.0 - _round_sig(1.0 - v, 3):.12g}")
-        elif v != 0.0:
-            out[name] = _round_sig(v, 3)
-    return out
-
-
 def _score(loss: LossModel, x: np.ndarray) -> np.ndarray:
     mean, std = loss.predict(x)
     return mean + PESSIMISM * std
-
-
-def _paper_point(
-    trials: list[TrialOutcome],
-    states: list[tuple[list[float], int, int]],
-    usable: list[int],
-    space: FeatureSpace,
-) -> np.ndarray | None:
-    """The unit point of a usable trial at the paper's setting (the best one if several);
-    matched to 1e-9 relative, as a sweep's grid may compute 1e-3 as 0.001000000000000002."""
-
-    def at_paper(params: dict[str, float]) -> bool:
-        full = {**OPTAX_DEFAULTS, **params}
-        return all(math.isclose(full[k], v, rel_tol=1e-9) for k, v in PAPER_SETTING.items())
-
-    found = [i for i in usable if at_paper(dict(trials[i].params))]
-    if not found:
-        return None
-    best = min(found, key=lambda i: float(np.mean(states[i][0])))
-    return space.to_unit([trials[best].params])[0]
-
-
-def _at_default_eps_root(
-    x_best: np.ndarray,
-    space: FeatureSpace,
-    loss: LossModel,
-    limit: Callable[[np.ndarray], np.ndarray],
-    learning_rates: np.ndarray,
-    explored: tuple[np.ndarray, np.ndarray],
-) -> np.ndarray | None:
-    """The best safe point (by the choice's pessimistic score) on the learning-rate line at
-    ``x_best``'s settings with ``eps_root`` 1e-8, where ``x_best`` lies at least
-    ``FAR_EPS_ROOT_DECADES`` from 1e-8 and 1e-8 is inside the box the non-diverged trials
-    explored (``explored``: its unit lower and upper corners); else None."""
-    if "eps_root" not in space.tuned:
-        return None
-    j = space.tuned.index("eps_root")
-    params = space.to_params(x_best)
-    if abs(math.log10(params["eps_root"] / PAPER_EPS_ROOT)) < FAR_EPS_ROOT_DECADES:
-        return None
-    z = space.to_unit([{**params, "eps_root": PAPER_EPS_ROOT}])[0, 1:]
-    if not explored[0][j] - 1e-12 <= z[j - 1] <= explored[1][j] + 1e-12:
-        return None
-    safe = learning_rates[learning_rates <= float(limit(z[None])[0]) + 1e-12]
-    if not safe.size:
-        return None
-    line = np.column_stack([safe, np.tile(z, (safe.size, 1))])
-    return line[int(np.argmin(_score(loss, line)))]
-
-
-def _optax_line(p: dict[str, float]) -> str:
-    args = [f"{n}={p[n]!r}" for n in HYPERPARAMETERS if n != "weight_decay" or p[n] != 0.0]
-    return f"optax.contrib.acprop({', '.join(args)})"
 
 
 def recommend(
@@ -254,7 +175,7 @@ def recommend(
     # eps_root 1e-8, where the choice lies half a decade or more from it, wins a tie within
     # EPS_ROOT_TOLERANCE: the loss is flat in eps_root above about 1e-9, so a few percent
     # between two seeds' means there is noise, and 1e-8 is the setting every job measures.
-    x_default = _at_default_eps_root(x_best, space, loss, limit, us, (lo, hi))
+    x_default = at_default_eps_root(x_best, space, loss, limit, us, (lo, hi), _score)
     if x_default is not None:
         at_default, at_best = loss.predict_loss(np.vstack([x_default, x_best]))
         if at_default <= at_best + EPS_ROOT_TOLERANCE * abs(at_best):
@@ -265,13 +186,13 @@ def recommend(
     # widely used setting is a better bet than a point of a smooth fit to 2 seeds (cnn-digits,
     # whose loss is jagged in the learning rate: mean regret -8.4 -> -11.3 %; the other tasks
     # within 0.05 points or better, docs/recommendation.md "Choice").
-    x_paper = _paper_point(trials, states, usable, space)
+    x_paper = paper_point(trials, states, usable, space)
     if x_paper is not None and x_paper[0] <= float(limit(x_paper[1:])[0]) + 1e-12:
         at_paper, at_best = loss.predict_loss(np.vstack([x_paper, x_best]))
         if at_paper <= at_best + tolerance * abs(at_best):
             x_best = x_paper
 
-    params = _round_params(space.to_params(x_best), space.tuned)
+    params = round_params(space.to_params(x_best), space.tuned)
     z_final = space.to_unit([params])[0, 1:]
     if float(limit(z_final)[0]) < float(x_best[0]):
         # Rounding moved the other settings out of reach of the safe evidence at x_best
@@ -279,14 +200,14 @@ def recommend(
         params = space.to_params(x_best)
         z_final = x_best[1:]
     lr_cap = space.unit_to_lr(float(limit(z_final)[0]))
-    lr = _round_sig(params["learning_rate"], 2)
+    lr = round_sig(params["learning_rate"], 2)
     # 1e-9 relative absorbs the round trip through log units (a trial's own learning rate as
     # the cap can come back as 0.000999999999999999).
     if lr > lr_cap * (1.0 + 1e-9):
-        lr = _round_sig(min(params["learning_rate"], lr_cap), 2, down=True)
+        lr = round_sig(min(params["learning_rate"], lr_cap), 2, down=True)
     # A learning rate that diverged is never the answer (to 1e-9 relative, as above).
     while any(math.isclose(lr, d, rel_tol=1e-9) for d in diverged_lrs):
-        lr = _round_sig(lr * (1.0 - 1e-3), 2, down=True)
+        lr = round_sig(lr * (1.0 - 1e-3), 2, down=True)
     params["learning_rate"] = lr
     x_final = space.to_unit([params])
 
@@ -329,5 +250,5 @@ def recommend(
         status=status,
         margin=float(margin),
         tolerance=float(tolerance),
-        optax=_optax_line(params),
+        optax=optax_line(params),
     )

@@ -29,14 +29,14 @@ Optuna's own Parzen estimator, and fall back to Optuna's code for anything else
 from __future__ import annotations
 
 import bisect
-import math
 from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
-from scipy.special import log_ndtr, ndtr
+
+from optimizer.tuning._tpe_density import CONTINUOUS, log_gauss_mass, mixture_log_pdf
 
 __all__ = [
     "TESTED_OPTUNA",
@@ -49,7 +49,6 @@ __all__ = [
     "mixture_log_pdf",
 ]
 
-_LOG_NORM_C = 0.5 * math.log(2 * math.pi)  # log of the normal density's constant
 #: Optuna releases whose TPE internals these were checked against (tests compare proposals):
 #: 5.1.0 is the lock's (uv.lock); 5.0.0 was checked before it (its TPE module differs from
 #: 5.1.0's only in a comment and a docstring). Any other release keeps Optuna's own code.
@@ -57,18 +56,8 @@ TESTED_OPTUNA = ("5.0.0", "5.1.0")
 
 try:  # Optuna's private TPE internals; without them the sampler runs unchanged.
     from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
-    from optuna.samplers._tpe.probability_distributions import (
-        _BatchedTruncLogNormDistributions,
-        _BatchedTruncNormDistributions,
-    )
     from optuna.samplers._tpe.sampler import _split_trials, default_gamma
-
-    _CONTINUOUS: tuple[type, ...] = (
-        _BatchedTruncNormDistributions,
-        _BatchedTruncLogNormDistributions,
-    )
 except ImportError:  # pragma: no cover - another Optuna version
-    _CONTINUOUS = ()
     _split_trials = default_gamma = _ParzenEstimator = None  # type: ignore[assignment,misc]
 
 
@@ -121,72 +110,6 @@ class InternalReprCache:
         if not all(name in params for name, _ in space):
             return None
         return tuple(dist.to_internal_repr(params[name]) for name, dist in space)
-
-
-def mixture_log_pdf(estimator: Any, samples: dict[str, np.ndarray]) -> np.ndarray | None:
-    """log p(x) of a Parzen estimator at the samples, or None where it has a parameter this
-    does not handle (categorical or stepped: Optuna's own `log_pdf` then runs).
-
-    Each component is a product of truncated normals over [low, high] (in log space for log
-    parameters): log p_k(x) = -|z|^2 / 2 - sum_d (log sigma_kd + log mass_kd + log C), with
-    z = (x - mu_k) / sigma_k; the mixture is a log-sum-exp over components with their weights.
-    A sample outside the bounds has density 0 (log -inf), as in Optuna.
-    """
-    mixture: Any = getattr(estimator, "_mixture_distribution", None)
-    dists = getattr(mixture, "distributions", None)
-    if not dists or not all(type(d) in _CONTINUOUS for d in dists):
-        return None
-    x = np.asarray(estimator._transform(samples), dtype=np.float64)  # (n, d)
-    is_log = np.array([d.is_log for d in dists])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.where(is_log, np.log(np.where(is_log, x, 1.0)), x)
-    mu = np.stack([np.asarray(d.mu, dtype=np.float64) for d in dists], axis=1)  # (k, d)
-    sigma = np.stack([np.asarray(d.sigma, dtype=np.float64) for d in dists], axis=1)
-    low = np.array([d.adapted_low for d in dists], dtype=np.float64)
-    high = np.array([d.adapted_high for d in dists], dtype=np.float64)
-    # Centred on each range's midpoint first: for a narrow range far from 0 (b2 in
-    # [0.99999, 0.999999]) the expanded square below would otherwise cancel most digits.
-    centre = 0.5 * (low + high)
-    xc, mu_c = x - centre, mu - centre
-    inv_var = sigma**-2
-    log_mass = log_gauss_mass((low - mu) / sigma, (high - mu) / sigma)  # (k, d)
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(np.asarray(mixture.weights, dtype=np.float64))
-    const = log_weights - (np.log(sigma) + log_mass).sum(axis=1) - len(dists) * _LOG_NORM_C
-    # |z|^2 = sum_d (x_d - mu_kd)^2 / sigma_kd^2, expanded into three matrix products: one
-    # pass over (candidates x components) instead of several over (... x parameters).
-    sq = (
-        (xc * xc) @ inv_var.T
-        - 2.0 * xc @ (mu_c * inv_var).T
-        + (mu_c * mu_c * inv_var).sum(axis=1)[None, :]
-    )
-    log_p = const[None, :] - 0.5 * np.maximum(sq, 0.0)
-    inside = ((x >= low) & (x <= high)).all(axis=1)
-    log_p[~inside] = -np.inf
-    top = log_p.max(axis=1)
-    top[np.isneginf(top)] = 0.0
-    with np.errstate(divide="ignore"):
-        return np.log(np.exp(log_p - top[:, None]).sum(axis=1)) + top
-
-
-def log_gauss_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """log(Phi(b) - Phi(a)) for a < b, elementwise, accurate in both tails: computed in the
-    left tail (flipping the sign where the interval lies right of 0), and as
-    log1p(-Phi(a) - Phi(-b)) where it straddles 0."""
-    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-    right = a > 0
-    lo = np.where(right, -b, a)  # the interval mirrored into the left tail where needed
-    hi = np.where(right, -a, b)
-    out = np.empty_like(lo)
-    tail = hi <= 0
-    if tail.any():
-        log_hi, log_lo = log_ndtr(hi[tail]), log_ndtr(lo[tail])
-        with np.errstate(divide="ignore"):
-            out[tail] = log_hi + np.log1p(-np.exp(log_lo - log_hi))
-    central = ~tail
-    if central.any():
-        out[central] = np.log1p(-ndtr(lo[central]) - ndtr(-hi[central]))
-    return out
 
 
 def fast_acquisition(samples: dict[str, np.ndarray], mpe_below: Any, mpe_above: Any) -> np.ndarray:
@@ -322,7 +245,7 @@ def install(sampler: optuna.samplers.BaseSampler) -> Installed | None:
     parts: list[Any] = [cache]
     # The acquisition reads Optuna's own estimator's internals; a custom estimator class
     # (the sampler's documented extension point) keeps Optuna's code.
-    if _CONTINUOUS and getattr(sampler, "_parzen_estimator_cls", None) is _ParzenEstimator:
+    if CONTINUOUS and getattr(sampler, "_parzen_estimator_cls", None) is _ParzenEstimator:
         sampler._compute_acquisition_func = fast_acquisition  # type: ignore[method-assign,assignment]
         split = SplitCachingSample(sampler)
         sampler._sample = split  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from service.api.responses import errors
 from service.deps import SessionDep
-from service.schemas import Status
+from service.views import Status
 
 router = APIRouter(tags=["health"])
 

@@ -13,20 +13,19 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from optimizer.job_spec import TaskChoice
 from optimizer.recommendation import Recommendation
-from service import jobs
+from service import job_submission, jobs
 from service.api.responses import AUTHENTICATED, errors
 from service.auth import UserPrincipal
 from service.db.models import JobStatus
 from service.deps import SessionDep, SettingsDep, StudiesDep
 from service.inbound import json_problem
-from service.schemas import (
+from service.schemas import JobCreate
+from service.views import (
     BudgetOut,
     FixedOut,
     IntermediateOut,
-    JobCreate,
     JobList,
     JobOut,
-    JobStatusName,
     Progress,
     RangeOut,
     TaskOut,
@@ -132,7 +131,9 @@ def create_job(
     ] = None,
 ) -> JobOut:
     """Submit a tuning job. Only `task.name` is required; the rest has ACProp defaults."""
-    job, created = jobs.create_job(session, studies, settings, principal, body, idempotency_key)
+    job, created = job_submission.create_job(
+        session, studies, settings, principal, body, idempotency_key
+    )
     if created:
         response.headers["Location"] = f"/api/v1/jobs/{job.id}"
         request.app.state.metrics.jobs_created.inc()
@@ -143,7 +144,7 @@ def create_job(
 def list_jobs(
     principal: UserPrincipal,
     session: SessionDep,
-    status_: Annotated[JobStatusName | None, Query(alias="status")] = None,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JobList:

@@ -5,7 +5,7 @@ in the same database, and its ``trials`` would otherwise collide with ours. Cons
 follow :data:`NAMING_CONVENTION`, so Alembic migrations can name and drop them on every
 backend. Relationships are ``lazy="raise"``: a query states what it loads.
 
-Status vocabularies are ``StrEnum`` s stored as short strings guarded by CHECK constraints
+Status vocabularies (service/db/states.py) are ``StrEnum`` s stored as short strings guarded by CHECK constraints
 (portable between SQLite and Postgres, and cheap to extend in a migration).
 """
 
@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from optimizer.job_spec import JobSpec
+from service.db.states import MAX_ERROR, JobStatus, KeyScope, TrialSource, TrialState
 from service.db.types import BigIntId, JobSpecJSON, UTCDateTime, utcnow
 
 NAMING_CONVENTION = {
@@ -46,45 +47,7 @@ NAMING_CONVENTION = {
 TABLE_PREFIX = "acprop_"
 
 
-class KeyScope(StrEnum):
-    USER = "user"
-    WORKER = "worker"
-    ADMIN = "admin"
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    FINISHED = "finished"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-    @classmethod
-    def active(cls) -> tuple[JobStatus, ...]:
-        return (cls.QUEUED, cls.RUNNING)
-
-
-class TrialState(StrEnum):
-    WAITING = "waiting"
-    RUNNING = "running"
-    COMPLETE = "complete"
-    PRUNED = "pruned"
-    DIVERGED = "diverged"
-    FAILED = "failed"
-
-    @classmethod
-    def finished(cls) -> tuple[TrialState, ...]:
-        return (cls.COMPLETE, cls.PRUNED, cls.DIVERGED, cls.FAILED)
-
-
 _FINISHED = TrialState.finished()
-#: The longest error text stored on a trial (a worker's report of why it failed).
-MAX_ERROR = 1000
-
-
-class TrialSource(StrEnum):
-    WARMUP = "warmup"
-    SAMPLER = "sampler"
 
 
 def _in(column: str, enum: type[StrEnum] | tuple[StrEnum, ...]) -> str:

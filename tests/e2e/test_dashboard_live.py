@@ -14,8 +14,7 @@ from urllib.parse import urlparse
 from playwright.sync_api import expect
 
 from service.db.models import KeyScope
-from tests.e2e import dashboard_support as support
-from tests.e2e.dashboard_support import (
+from tests.support.browser import (
     POLL_S,
     Site,
     SyntheticWorker,
@@ -24,18 +23,6 @@ from tests.e2e.dashboard_support import (
     poll_now,
     screenshot,
 )
-from tests.integration import conftest as databases
-
-# Fixtures defined elsewhere, bound here so that pytest finds them for this module: a fresh
-# database per module on SQLite and on Postgres, the server on it, and Chromium.
-backend = databases.backend
-database_url = databases.database_url
-sqlite_template = databases.sqlite_template
-postgres_admin = databases.postgres_admin
-postgres_template = databases.postgres_template
-settings = databases.settings
-site = support.site
-browser = support.browser
 
 N_TRIALS = 40
 # Chromium logs every 4xx answer to fetch() as a console error; these are the page's

@@ -15,19 +15,7 @@ import httpx
 from playwright.sync_api import expect
 
 from service.db.models import KeyScope
-from tests.e2e import dashboard_support as support
-from tests.e2e.dashboard_support import Site, enter_key, open_page, poll_now, screenshot
-from tests.integration import conftest as databases
-
-# Fixtures defined elsewhere, bound here so that pytest finds them for this module.
-backend = databases.backend
-database_url = databases.database_url
-sqlite_template = databases.sqlite_template
-postgres_admin = databases.postgres_admin
-postgres_template = databases.postgres_template
-settings = databases.settings
-site = support.site
-browser = support.browser
+from tests.support.browser import Site, enter_key, open_page, poll_now, screenshot
 
 
 def test_served_with_strict_csp_and_cache_headers(site: Site) -> None:

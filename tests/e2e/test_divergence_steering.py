@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.support.stack import Stack
 
 N_TRIALS = 64
 TASK = {"name": "mlp-digits", "options": {}}

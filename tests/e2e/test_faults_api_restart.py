@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.support.stack import Stack
 from worker import journal
 
 N_KILLS = 10

@@ -16,12 +16,12 @@ import uuid
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.support.stack import Stack
 from worker import journal
 
 TASK = {"name": "rosenbrock", "options": {}}
 BUDGET = {"n_trials": 16, "steps": 20, "seeds": 2, "report_every": 10}
-LIGHT = [sys.executable, "-m", "tests.e2e.light_worker"]
+LIGHT = [sys.executable, "-m", "tests.support.light_worker"]
 MODES = ["nan", "inf", "-inf", "mixed"]
 
 

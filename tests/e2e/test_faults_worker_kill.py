@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.e2e.conftest import LEASE_TTL_S, REAPER_PERIOD_S, Stack
-from tests.e2e.harness import Supervisor, wait_until
+from tests.support.processes import Supervisor, wait_until
+from tests.support.stack import LEASE_TTL_S, REAPER_PERIOD_S, Stack
 from worker import journal
 
 N_TRIALS, N_KILLS, N_WORKERS = 30, 10, 3

@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import LEASE_TTL_S, Stack
-from tests.e2e.harness import wait_until
+from tests.support.processes import wait_until
+from tests.support.stack import LEASE_TTL_S, Stack
 from worker import journal
 
 TASK = {"name": "rosenbrock", "options": {}}

@@ -16,13 +16,13 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.support.stack import Stack
 from worker import journal
 
 N_TRIALS, N_WORKERS = 200, 8
 TASK = {"name": "rosenbrock", "options": {}}
 BUDGET = {"n_trials": N_TRIALS, "steps": 10, "seeds": 1, "report_every": 10}
-LIGHT = [sys.executable, "-m", "tests.e2e.light_worker"]
+LIGHT = [sys.executable, "-m", "tests.support.light_worker"]
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import Stack
-from tests.e2e.harness import wait_until
+from tests.support.processes import wait_until
+from tests.support.stack import Stack
 from worker import journal
 
 TASK = {"name": "rosenbrock", "options": {}}

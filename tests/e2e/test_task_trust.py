@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import LEASE_TTL_S, Stack
+from tests.support.stack import LEASE_TTL_S, Stack
 
 BUDGET = {"n_trials": 4, "steps": 10, "seeds": 1, "report_every": 5}
 EXAMPLE = "optimizer.tasks.examples.quadratic:make_quadratic"
@@ -83,7 +83,7 @@ BROKEN = [
     ),
     ("value", {"name": EXAMPLE, "options": {"dim": 0}}, "ValueError: need 1 <= dim"),
     ("type", {"name": EXAMPLE, "options": {"colour": "red"}}, "TypeError"),
-    ("traced", {"name": "tests.e2e.broken_tasks:make_branching"}, "TracerBoolConversionError"),
+    ("traced", {"name": "tests.support.broken_tasks:make_branching"}, "TracerBoolConversionError"),
 ]
 
 
@@ -95,10 +95,10 @@ def _time(text: str) -> datetime:
 def test_one_worker_survives_four_broken_tasks_and_each_job_fails_with_its_reason(
     make_stack,  # type: ignore[no-untyped-def]
 ) -> None:
-    stack: Stack = make_stack(allowed_task_modules="optimizer.tasks.examples,tests.e2e")
+    stack: Stack = make_stack(allowed_task_modules="optimizer.tasks.examples,tests.support")
     worker = stack.worker(
         "w", "--capacity", "4", "--idle-exit", "60",
-        env={"ACPROP_TUNER_ALLOWED_TASK_MODULES": "optimizer.tasks.examples,tests.e2e"},
+        env={"ACPROP_TUNER_ALLOWED_TASK_MODULES": "optimizer.tasks.examples,tests.support"},
     )  # fmt: skip
     worker.start()
     pid = worker.pid

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.db.models import Trial, TrialReport
-from tests.integration.conftest import KeyFactory, count_rows
+from tests.support.databases import KeyFactory, count_rows
 
 FULL_BODY: dict[str, Any] = {
     "name": "digits-lr",

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from service.db.models import KeyScope
 from service.keys import revoke_key
-from tests.integration.conftest import KeyFactory
+from tests.support.databases import KeyFactory
 
 BODY = {"name": "secret-project-name", "task": {"name": "rosenbrock"}}
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.broker import optuna_bulk
 from service.db.engine import create_db_engine
-from tests.integration.conftest import make_settings
+from tests.support.databases import make_settings
 
 
 def _templates() -> list[optuna.trial.FrozenTrial]:

@@ -17,17 +17,15 @@ from typing import Any
 
 import optuna
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from service.app import create_app
 from service.broker import completion, optuna_bulk
 from service.broker.study_sink import TRIAL_ID_ATTR, _template, write_finished
 from service.broker.writes import ResultIn
 from service.db.models import Job, Trial, utcnow
 from service.settings import Settings
-from tests.integration.broker_support import Api
-from tests.integration.conftest import make_settings
+from tests.support.api import Api, running_app
+from tests.support.databases import make_settings
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +36,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 @pytest.fixture(scope="module")
 def app(settings: Settings) -> Iterator[Any]:
-    application = create_app(settings)
-    with TestClient(application, raise_server_exceptions=False) as client:
-        application.state.test_client = client
+    with running_app(settings) as application:
         yield application
 
 

@@ -15,15 +15,13 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from optimizer.tuning.mirror import StudyMirror
-from service.app import create_app
 from service.db.models import Lease, Trial
 from service.settings import Settings
-from tests.integration.broker_support import Api, db_state, job_body, result
-from tests.integration.conftest import make_settings
+from tests.support.api import Api, db_state, job_body, result, running_app
+from tests.support.databases import make_settings
 
 TTL_S = 120.0  # no lease expires during these tests (tests/integration/test_broker_reaper.py)
 
@@ -35,10 +33,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 @pytest.fixture(scope="module")
 def app(settings: Settings) -> Iterator[Any]:
-    """The app with its lifespan running (the broker's reaper thread), on both backends."""
-    application = create_app(settings)
-    with TestClient(application, raise_server_exceptions=False) as client:
-        application.state.test_client = client
+    with running_app(settings) as application:
         yield application
 
 

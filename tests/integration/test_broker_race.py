@@ -25,8 +25,8 @@ from service.app import create_app
 from service.broker.study_sink import TRIAL_ID_ATTR
 from service.db.models import KeyScope, Lease, Trial
 from service.keys import create_key
-from tests.integration.broker_support import job_body, serve
-from tests.integration.conftest import make_settings
+from tests.support.api import job_body, serve
+from tests.support.databases import make_settings
 
 pytestmark = pytest.mark.postgres
 

@@ -10,12 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from service.app import create_app
 from service.settings import Settings
-from tests.integration.broker_support import Api, db_state, result
-from tests.integration.conftest import make_settings
+from tests.support.api import Api, db_state, result, running_app
+from tests.support.databases import make_settings
 
 TTL_S = 1.5
 REAPER_S = 0.2
@@ -33,10 +31,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 @pytest.fixture(scope="module")
 def app(settings: Settings) -> Iterator[Any]:
-    """The app with its lifespan running (the broker's reaper thread)."""
-    application = create_app(settings)
-    with TestClient(application, raise_server_exceptions=False) as client:
-        application.state.test_client = client
+    with running_app(settings) as application:
         yield application
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from acprop_tuner.cli.local import ServerProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -88,39 +90,16 @@ def test_database_password_never_printed(data_dir: Path) -> None:
     assert "cannot reach the database" in r.stderr
 
 
-def test_serve_on_sqlite_and_recommend_from_the_server(data_dir: Path) -> None:
-    import socket
-    import time
-
+def test_serve_on_sqlite_and_recommend_from_the_server(data_dir: Path, tmp_path: Path) -> None:
     import httpx
 
     assert _run(data_dir, "migrate").returncode == 0
     secret = _run(data_dir, "keys", "create", "--tenant", "acme", "--scope", "user").stdout.strip()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACPROP_TUNER_")}
     env.update({"ACPROP_TUNER_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)})
-    server = subprocess.Popen(
-        [sys.executable, "-m", "acprop_tuner", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+    with ServerProcess(env, log_dir=tmp_path, cwd=ROOT).start(timeout_s=30) as server:
         job = httpx.post(
-            f"{url}/api/v1/jobs",
+            f"{server.url}/api/v1/jobs",
             json={"task": {"name": "rosenbrock"}},
             headers={"Authorization": f"Bearer {secret}"},
             timeout=10,
@@ -132,13 +111,10 @@ def test_serve_on_sqlite_and_recommend_from_the_server(data_dir: Path) -> None:
             "recommend",
             job.json()["id"],
             "--server",
-            url,
+            server.url,
             extra_env={"ACPROP_TUNER_TOKEN": secret},
         )
         assert r.returncode != 0
         assert "409" in r.stderr and "no recommendation" in r.stderr
         assert secret not in r.stderr + r.stdout
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    assert secret.encode() not in (server.stderr.read() if server.stderr else b"")
+    assert server.log_tail(10**6) and secret not in server.log_tail(10**6)

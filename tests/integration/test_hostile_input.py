@@ -14,14 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from service.app import create_app
 from service.db.models import Job
 from service.settings import Settings
-from tests.integration.broker_support import Api, db_state, result
-from tests.integration.conftest import count_rows, make_settings
+from tests.support.api import Api, db_state, result, running_app
+from tests.support.databases import count_rows, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +34,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 @pytest.fixture(scope="module")
 def app(settings: Settings) -> Iterator[Any]:
-    application = create_app(settings)
-    with TestClient(application, raise_server_exceptions=False) as client:
-        application.state.test_client = client
+    with running_app(settings) as application:
         yield application
 
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.api import docs
-from tests.integration.conftest import KeyFactory, count_rows
+from tests.support.databases import KeyFactory, count_rows
 
 
 def test_security_headers_and_no_store_on_tenant_data(
@@ -80,6 +80,9 @@ def test_docs_pages_link_only_local_assets(client: TestClient) -> None:
         r = client.get(page)
         assert r.status_code == 200
         assert "http://" not in r.text and "https://" not in r.text, page
+        assert r.headers["content-security-policy"].startswith("default-src 'self'")
+    assert b"cdn.redoc.ly" not in client.get("/docs/static/redoc.standalone.js").content
+    assert "validatorUrl" in client.get("/docs").text  # no badge from validator.swagger.io
     for name in docs.ASSETS:
         asset = client.get(f"/docs/static/{name}")
         assert asset.status_code == 200 and len(asset.content) > 1000, name

@@ -18,9 +18,8 @@ import pytest
 from fastapi import FastAPI
 
 from service.db.models import KeyScope
-from tests.integration.broker_support import serve
-from tests.integration.conftest import Key, KeyFactory
-from tests.integration.test_recommendation_api import LOCAL_VERSIONS, run_trials
+from tests.support.api import LOCAL_VERSIONS, run_trials, serve
+from tests.support.databases import Key, KeyFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 

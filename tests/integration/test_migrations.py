@@ -26,7 +26,7 @@ from service.db.migrate import (
     upgrade,
 )
 from service.db.models import Base
-from tests.integration.conftest import (
+from tests.support.databases import (
     create_postgres_database,
     drop_postgres_database,
     make_settings,

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,10 +23,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine
 
+from acprop_tuner.cli.local import ServerProcess
 from service.db.models import KeyScope
 from service.db.session import create_session_factory
 from service.keys import create_key
-from tests.integration.conftest import postgres_required
+from tests.support.databases import postgres_required
 
 pytestmark = pytest.mark.postgres
 
@@ -62,12 +61,6 @@ def _ensure_started(cluster: list[str]) -> None:
         time.sleep(0.5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(params=["postgres"], scope="module")
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -88,7 +81,6 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
             session, tenant=f"outage-{uuid.uuid4().hex[:6]}", scope=KeyScope.USER
         )
     engine.dispose()
-    port = _free_port()
     env = {
         **os.environ,
         "ACPROP_TUNER_DATABASE_URL": database_url,
@@ -98,35 +90,9 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
         "ACPROP_TUNER_LOG_LEVEL": "warning",
         "PYTHONPATH": str(ROOT),
     }
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "acprop_tuner", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        yield Server(url, {"Authorization": f"Bearer {secret}"}, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with ServerProcess(env, log_dir=tmp_path, cwd=ROOT).start(timeout_s=30) as proc:
+        log = tmp_path / f"{proc.name}-{proc.starts}.log"
+        yield Server(proc.url, {"Authorization": f"Bearer {secret}"}, log)
 
 
 @dataclass

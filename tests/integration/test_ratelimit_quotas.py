@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from tests.integration.conftest import KeyFactory, count_rows, key_factory, make_settings
+from tests.support.databases import KeyFactory, count_rows, key_factory, make_settings
 
 BURST = 20
 

@@ -18,77 +18,8 @@ from optimizer.space import SearchSpace
 from optimizer.warm_start import warm_start_configs
 from service.db.models import KeyScope, Trial
 from service.job_recommendation import _outcome
-from tests.integration.conftest import KeyFactory, count_rows
-
-BEST_LR = 3e-3  # the loss minimum of the synthetic problem
-
-
-def edge(eps_root: float) -> float:
-    """The divergence edge: far lower with optax's eps_root=1e-16, as ACProp behaves."""
-    return 3e-2 if eps_root >= 1e-10 else 2e-3
-
-
-def synthetic_losses(config: dict[str, float], seeds: list[int]) -> tuple[list[float], bool]:
-    lr = config["learning_rate"]
-    diverged = lr > edge(config["eps_root"])
-    losses = [0.1 + (math.log10(lr) - math.log10(BEST_LR)) ** 2 + 0.001 * s for s in seeds]
-    return losses, diverged
-
-
-LOCAL_VERSIONS = {"jax": "0.10.2", "jaxlib": "0.10.2", "optax": "0.2.8"}
-
-
-def run_trials(
-    client: TestClient,
-    worker: dict[str, str],
-    limit: int,
-    *,
-    only_last_seed_diverges: bool = False,
-    worker_id: str = "synthetic",
-    versions: dict[str, str] | None = LOCAL_VERSIONS,
-    capacity: int = 8,
-) -> list[dict[str, Any]]:
-    """Lease, report and complete up to `limit` trials; returns the leased trials. Past the
-    edge every seed diverges, or with `only_last_seed_diverges` only the last one does (its
-    final loss then null, as a worker sends a non-finite one). Completions carry `versions`
-    as a worker's do (None: sent without them, as a worker from before they existed)."""
-    done: list[dict[str, Any]] = []
-    while len(done) < limit:
-        r = client.post(
-            "/api/v1/leases",
-            json={"worker_id": worker_id, "capacity": min(capacity, limit - len(done))},
-            headers=worker,
-        )
-        assert r.status_code == 200, r.text
-        leases = r.json()["leases"]
-        if not leases:
-            break
-        results = []
-        for lease in leases:
-            trial = lease["trial"]
-            losses, diverged = synthetic_losses(trial["config"], trial["seeds"])
-            flags = [diverged] * len(losses)
-            final: list[float | None] = list(losses)
-            if only_last_seed_diverges:
-                flags = [diverged and i == len(losses) - 1 for i in range(len(losses))]
-                final = [None if f else v for v, f in zip(losses, flags, strict=True)]
-            results.append(
-                {
-                    "token": lease["token"],
-                    "final_losses": final,
-                    "validation_losses": final,
-                    "last_finite_losses": losses,
-                    "diverged_at_step": [3 if f else None for f in flags],
-                    "pruned": False,
-                    "wall_s": 0.1,
-                    "compile_s": 0.0,
-                    **({"versions": versions} if versions is not None else {}),
-                }
-            )
-            done.append(trial)
-        r = client.post("/api/v1/leases/complete", json={"results": results}, headers=worker)
-        assert r.status_code == 200, r.text
-    return done
+from tests.support.api import BEST_LR, LOCAL_VERSIONS, edge, run_trials
+from tests.support.databases import KeyFactory, count_rows
 
 
 def test_warm_start_sweep_then_recommendation(

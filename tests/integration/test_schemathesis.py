@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.db.models import KeyScope
-from tests.integration.conftest import Key, KeyFactory
+from tests.support.databases import Key, KeyFactory
 
 MAX_EXAMPLES = 12
 CHECKS = [

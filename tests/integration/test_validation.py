@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.integration.conftest import Key, KeyFactory, count_rows
+from tests.support.databases import Key, KeyFactory, count_rows
 
 TASK = {"name": "mlp-digits"}
 

@@ -10,12 +10,12 @@ import dataclasses
 import json
 import logging
 import random
-import socket
 from collections.abc import Callable
 
 import httpx
 import pytest
 
+from acprop_tuner.cli.local import free_port
 from worker.client import (
     ProtocolError,
     RetryPolicy,
@@ -119,10 +119,7 @@ def test_transport_errors_are_retried_then_give_up() -> None:
 
 
 def test_connection_refused_on_a_real_port() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # The socket is closed: nobody listens on the port any more.
+    port = free_port()  # bound and released: nobody listens on the port any more
     sleeps: list[float] = []
     client = WorkerClient(
         f"http://127.0.0.1:{port}",

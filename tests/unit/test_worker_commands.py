@@ -3,18 +3,17 @@ token that never appears in its output (even when the server refuses it)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.fake_broker import serve_json
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "wk_do_not_print_me_0123456789"
@@ -76,27 +75,12 @@ def refusing_server() -> Iterator[tuple[str, list[str]]]:
     """Answers every call 401, and records the Authorization headers it received."""
     seen: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            seen.append(self.headers.get("Authorization", ""))
-            body = json.dumps({"error": "unauthorized", "detail": "invalid key"}).encode()
-            self.send_response(401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def handle(path: str, body: Any, headers: Mapping[str, str]) -> tuple[int, Any]:
+        seen.append(headers.get("Authorization", ""))
+        return 401, {"error": "unauthorized", "detail": "invalid key"}
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_json(handle) as url:
+        yield url, seen
 
 
 def test_a_refused_token_is_sent_as_bearer_and_never_printed() -> None:

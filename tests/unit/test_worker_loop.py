@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.unit.fake_broker import FakeBroker, FakeTrial, serve
+from tests.support.fake_broker import FakeBroker, FakeTrial, serve
 from worker.client import RetryPolicy, WorkerClient
 from worker.heartbeat import Heartbeat
 from worker.loop import WorkerLoop, WorkerOptions

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -155,13 +155,20 @@ class FakeBroker:
         return {"leases": leases, "retry_after_s": None if leases else 0.05}
 
 
+#: A request handler: (path, decoded JSON body, request headers) -> (status, JSON answer).
+Handle = Callable[[str, Any, Mapping[str, str]], tuple[int, Any]]
+
+
 @contextmanager
-def serve(broker: FakeBroker) -> Iterator[str]:
+def serve_json(handle: Handle) -> Iterator[str]:
+    """A JSON-over-HTTP POST server on a free local port, in a thread; yields its URL."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            assert self.headers["Authorization"] == "Bearer wk_test"
-            length = int(self.headers["Content-Length"])
-            status, answer = broker.handle(self.path, json.loads(self.rfile.read(length)))
+            length = int(self.headers.get("Content-Length") or 0)
+            status, answer = handle(
+                self.path, json.loads(self.rfile.read(length) or b"null"), dict(self.headers)
+            )
             payload = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -180,3 +187,15 @@ def serve(broker: FakeBroker) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve(broker: FakeBroker) -> Iterator[str]:
+    """The fake broker behind a worker key ``wk_test``."""
+
+    def handle(path: str, body: Any, headers: Mapping[str, str]) -> tuple[int, Any]:
+        assert headers["Authorization"] == "Bearer wk_test"
+        return broker.handle(path, body)
+
+    with serve_json(handle) as url:
+        yield url

@@ -22,21 +22,14 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from acprop_tuner.cli.local import CLI, ServerProcess
+
 DEMO_DIR_ENV = "ACPROP_TUNER_DEMO_DIR"
-CLI = [sys.executable, "-m", "acprop_tuner"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -44,20 +37,6 @@ def _cli(env: dict[str, str], *args: str) -> str:
     if done.returncode != 0:
         raise SystemExit(f"demo: `acprop-tuner {' '.join(args)}` failed:\n{done.stderr}")
     return done.stdout.strip()
-
-
-def _wait_ready(url: str, server: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("demo: the API server exited; see the messages above")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit("demo: the API server did not become ready within a minute")
 
 
 def _progress_line(job: dict[str, Any], started: float) -> str:
@@ -94,15 +73,16 @@ def run_service_demo(args: argparse.Namespace) -> int:
     user_key = _cli(env, "keys", "create", "--tenant", "demo", "--scope", "user")
     worker_key = _cli(env, "keys", "create", "--tenant", "demo", "--scope", "worker")
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(env)
+    url = server.url
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        server = subprocess.Popen(
-            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env
-        )
-        processes.append(server)
-        _wait_ready(url, server)
+        try:
+            server.start(timeout_s=60)
+        except (TimeoutError, RuntimeError) as exc:
+            raise SystemExit(f"demo: the API server did not start: {exc}") from None
+        assert server.proc is not None
+        processes.append(server.proc)
         print(f"API server at {url} (OpenAPI docs at {url}/docs, dashboard at {url}/dashboard)")
         worker_env = {**env, "ACPROP_TUNER_WORKER_TOKEN": worker_key}
         for _ in range(args.workers):
@@ -162,7 +142,7 @@ def run_service_demo(args: argparse.Namespace) -> int:
                 f"User key of this demo database: {user_key}\nCtrl-C stops the server."
             )
             with contextlib.suppress(KeyboardInterrupt):
-                server.wait()
+                server.proc.wait()
         return 0
     finally:
         for proc in reversed(processes):

@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,7 @@ from service.app import create_app
 from service.db.models import KeyScope
 from service.keys import create_key, revoke_key
 from service.settings import Settings
-from tests.integration.broker_support import serve
-from tests.integration.test_recommendation_api import synthetic_losses
+from tests.support.api import serve, synthetic_losses
 
 REQUIRE_ENV = "ACPROP_TUNER_REQUIRE_BROWSER"
 CHROMIUM_ENV = "ACPROP_TUNER_CHROMIUM"
@@ -181,17 +179,6 @@ def poll_now(page: Any) -> None:
     """Make the page poll at once rather than at its next 2 s tick, through its own path
     for a tab that becomes visible again (the tests then wait less, not differently)."""
     page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.05)
 
 
 class SyntheticWorker:

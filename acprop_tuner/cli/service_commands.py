@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from acprop_tuner.terminal import safe, safe_lines
+from acprop_tuner.cli.terminal import safe, safe_lines
 from service.db.engine import create_db_engine
 from service.db.migrate import SchemaNotAtHead, check_at_head, current_revision, upgrade
 from service.db.models import KeyScope

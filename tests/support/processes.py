@@ -1,50 +1,43 @@
 """Real processes for end-to-end tests: a fresh Postgres database, the API server, workers.
 
 Owns process management so the fault tests read as scenarios: `Database` (a fresh database per
-test, dropped afterwards), `Server` (a real `acprop-tuner serve` uvicorn subprocess on a free
-port, restartable after a kill -9), `WorkerProcess` (a real `acprop-tuner worker`, with its own
-journal of acknowledged writes), and `Supervisor` (restarts workers that were killed, as
-systemd or Kubernetes would). Everything runs through the real command line.
+test, dropped afterwards), `WorkerProcess` (a real `acprop-tuner worker`, with its own journal
+of acknowledged writes), and `Supervisor` (restarts workers that were killed, as systemd or
+Kubernetes would). The server is the product's own `ServerProcess` (a real `acprop-tuner
+serve` on a free port, restartable after a kill -9; acprop_tuner/cli/local.py), as the demo
+and the benchmarks run it. Everything runs through the real command line.
 """
 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-CLI = [sys.executable, "-m", "acprop_tuner"]
+from acprop_tuner.cli.local import CLI, ServerProcess, free_port, wait_until
+from service.db.scratch import create_database, drop_database
+
 REPO = Path(__file__).resolve().parents[2]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(
-    predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.05, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what or predicate}")
-        time.sleep(interval_s)
+__all__ = [
+    "CLI",
+    "REPO",
+    "Database",
+    "ServerProcess",
+    "Supervisor",
+    "WorkerProcess",
+    "free_port",
+    "run_cli",
+    "wait_until",
+    "worker_env",
+]
 
 
 class Database:
@@ -57,9 +50,7 @@ class Database:
         self._admin: URL = admin
         self.url: URL = admin.set(database=self.name)
         engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-        clone = f' TEMPLATE "{template}"' if template else ""
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{self.name}"{clone}'))
+        create_database(engine, self.name, template)
         engine.dispose()
         self.engine = sa.create_engine(self.url, pool_pre_ping=True)
 
@@ -74,8 +65,7 @@ class Database:
     def drop(self) -> None:
         self.engine.dispose()
         engine = sa.create_engine(self._admin, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        drop_database(engine, self.name)
         engine.dispose()
 
 
@@ -91,58 +81,6 @@ def run_cli(args: list[str], env: Mapping[str, str], timeout_s: float = 120) -> 
     if done.returncode != 0:
         raise RuntimeError(f"acprop-tuner {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
     return done.stdout
-
-
-class Server:
-    """`acprop-tuner serve` as a subprocess; `kill()` is a SIGKILL, `start()` brings it back."""
-
-    def __init__(self, env: Mapping[str, str], log_dir: Path, name: str = "server") -> None:
-        self.name = name
-        self.env = dict(env)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self, timeout_s: float = 60) -> None:
-        self.starts += 1
-        log = open(self.log_dir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_until(self.ready, timeout_s, 0.1, "the API server to answer /readyz")
-
-    def ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_tail()}")
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log_tail(self, n: int = 3000) -> str:
-        path = self.log_dir / f"{self.name}-{self.starts}.log"
-        return path.read_text(errors="replace")[-n:] if path.exists() else ""
 
 
 class WorkerProcess:

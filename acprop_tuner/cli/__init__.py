@@ -11,21 +11,20 @@ import sys
 from collections.abc import Sequence
 
 from acprop_tuner import __version__
+from optimizer.tuning.names import PRUNERS, SAMPLERS
 
 # subcommand -> "module:function"; each function takes the parsed argparse.Namespace and
 # returns a process exit code.
 _HANDLERS = {
-    "demo": "acprop_tuner.demo:main",
-    "serve": "service.commands:serve",
-    "migrate": "service.commands:migrate",
-    "keys": "service.commands:keys",
+    "demo": "acprop_tuner.cli.demo:main",
+    "serve": "acprop_tuner.cli.service_commands:serve",
+    "migrate": "acprop_tuner.cli.service_commands:migrate",
+    "keys": "acprop_tuner.cli.service_commands:keys",
     "worker": "worker.commands:worker",
-    "recommend": "service.commands:recommend",
-    "jobs": "acprop_tuner.jobs_cli:jobs",
+    "recommend": "acprop_tuner.cli.service_commands:recommend",
+    "jobs": "acprop_tuner.cli.jobs:jobs",
 }
 
-_SAMPLERS = ["tpe", "random", "gp", "cmaes", "qmc"]
-_PRUNERS = ["none", "median", "successive-halving", "hyperband"]
 _STATUSES = ["queued", "running", "finished", "cancelled", "failed"]
 
 
@@ -61,8 +60,8 @@ def _add_jobs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     submit.add_argument("--trials", type=int, default=None, help="trials in the job")
     submit.add_argument("--steps", type=int, default=None, help="training steps per trial")
     submit.add_argument("--seeds", type=int, default=None, help="seeds per trial")
-    submit.add_argument("--sampler", choices=_SAMPLERS, default="tpe")
-    submit.add_argument("--pruner", choices=_PRUNERS, default="none")
+    submit.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    submit.add_argument("--pruner", choices=PRUNERS, default="none")
     submit.add_argument("--name", default=None, help="a label for the job")
     submit.add_argument(
         "--no-warm-start", action="store_true", help="skip the initial learning-rate sweep"

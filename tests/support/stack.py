@@ -18,7 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import Database, Server, WorkerProcess, run_cli, wait_until, worker_env
+from tests.support.processes import (
+    REPO,
+    Database,
+    ServerProcess,
+    WorkerProcess,
+    run_cli,
+    wait_until,
+    worker_env,
+)
 
 # Short leases so that crash recovery is observable in seconds (TTL + reaper period + 1 s is
 # the issue's deadline for a killed worker's trial to leave `running`).
@@ -47,18 +55,20 @@ class Stack:
     """A database, a server on it, a user key and a worker key, and the workers started."""
 
     db: Database
-    server: Server
+    server: ServerProcess
     user_key: str
     worker_key: str
     base_env: dict[str, str]
     log_dir: Path
     jax_cache_dir: Path
     workers: list[WorkerProcess] = field(default_factory=list)
-    replicas: list[Server] = field(default_factory=list)
+    replicas: list[ServerProcess] = field(default_factory=list)
 
-    def replica(self) -> Server:
+    def replica(self) -> ServerProcess:
         """Another API process on the same database (as behind a load balancer)."""
-        server = Server(self.base_env, self.log_dir, name=f"replica{len(self.replicas) + 1}")
+        server = ServerProcess(
+            self.base_env, log_dir=self.log_dir, name=f"replica{len(self.replicas) + 1}", cwd=REPO
+        )
         self.replicas.append(server)
         server.start()
         return server
@@ -104,7 +114,7 @@ class Stack:
         *args: str,
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
-        server: Server | None = None,
+        server: ServerProcess | None = None,
     ) -> WorkerProcess:
         wenv = worker_env(self.base_env, self.worker_key, self.jax_cache_dir)
         wenv.update(env or {})
@@ -190,7 +200,7 @@ def make_stack(tmp_path: Path, jax_cache_dir: Path, template_db: Template) -> It
         log_dir.mkdir()
         stack = Stack(
             db,
-            Server(env, log_dir),
+            ServerProcess(env, log_dir=log_dir, cwd=REPO),
             template_db.user_key,
             template_db.worker_key,
             env,

@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 import httpx
 
-from acprop_tuner._client_errors import (
+from acprop_tuner.client._errors import (
     Conflict,
     Forbidden,
     InvalidRequest,
@@ -45,7 +45,7 @@ from acprop_tuner._client_errors import (
     Unavailable,
     WaitTimeout,
 )
-from acprop_tuner._client_models import (
+from acprop_tuner.client._models import (
     Budget,
     Evidence,
     ExpectedLoss,
@@ -55,7 +55,7 @@ from acprop_tuner._client_models import (
     Report,
     Trial,
 )
-from acprop_tuner._client_transport import Transport
+from acprop_tuner.client._transport import Transport
 
 __all__ = [
     "TOKEN_ENV",

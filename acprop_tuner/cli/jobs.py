@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from acprop_tuner.cli.terminal import safe, safe_lines
 from acprop_tuner.client import (
     TOKEN_ENV,
     Conflict,
@@ -25,7 +26,6 @@ from acprop_tuner.client import (
     TunerError,
     Unauthorized,
 )
-from acprop_tuner.terminal import safe, safe_lines
 
 SERVER_ENV = "ACPROP_TUNER_SERVER"
 

@@ -161,6 +161,10 @@ class Trial:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: Per seed, the step it diverged at, or None (None as a whole before a worker finished it).
+    seeds_diverged_at: tuple[int | None, ...] | None = None
+    #: The jax, jaxlib and optax versions it was trained with.
+    versions: Mapping[str, str] | None = None
     #: Why the trial failed, as its worker reported it (None for any other trial).
     error: str | None = None
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
@@ -186,6 +190,12 @@ class Trial:
             created_at=datetime.fromisoformat(data["created_at"]),
             started_at=_time(data.get("started_at")),
             finished_at=_time(data.get("finished_at")),
+            seeds_diverged_at=(
+                tuple(data["seeds_diverged_at"])
+                if data.get("seeds_diverged_at") is not None
+                else None
+            ),
+            versions=data.get("versions"),
             error=data.get("error"),
             raw=data,
         )

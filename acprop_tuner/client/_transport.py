@@ -2,7 +2,7 @@
 
 Owns the one place where requests are sent (:class:`Transport`), so every call of
 :class:`~acprop_tuner.client.TunerClient` gets the same treatment: a 2xx is returned, an
-error answer becomes a :class:`~acprop_tuner._client_errors.TunerError`, and 429, 503 and
+error answer becomes a :class:`~acprop_tuner.client._errors.TunerError`, and 429, 503 and
 connection errors are retried with exponential backoff and jitter, honouring
 ``Retry-After``. Only calls that are safe to repeat come through here (see the client's
 module docstring), which is why this layer retries every method.
@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from acprop_tuner import __version__
-from acprop_tuner._client_errors import RateLimited, TunerError, Unavailable, error_from_response
+from acprop_tuner.client._errors import RateLimited, TunerError, Unavailable, error_from_response
 
 __all__ = ["Transport"]
 

@@ -29,7 +29,8 @@ from sqlalchemy.engine import URL, make_url
 
 from service.app import create_app
 from service.db.migrate import upgrade
-from service.db.models import KeyScope
+from service.db.models import Base, KeyScope
+from service.db.scratch import create_database, drop_database
 from service.keys import create_key
 from service.settings import Settings
 
@@ -77,15 +78,8 @@ def _url_string(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def create_postgres_database(admin: Engine, name: str, template: str | None = None) -> None:
-    clause = f' TEMPLATE "{template}"' if template else ""
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"{clause}'))
-
-
-def drop_postgres_database(admin: Engine, name: str) -> None:
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+create_postgres_database = create_database
+drop_postgres_database = drop_database
 
 
 @pytest.fixture(scope="session")
@@ -198,14 +192,6 @@ def make_key(app: FastAPI) -> KeyFactory:
 
 def count_rows(app: FastAPI) -> dict[str, int]:
     """Rows in every table of ours and in Optuna's studies table."""
-    tables = [
-        "acprop_tenants",
-        "acprop_api_keys",
-        "acprop_jobs",
-        "acprop_trials",
-        "acprop_leases",
-        "acprop_trial_reports",
-        "studies",
-    ]
+    tables = [*sorted(Base.metadata.tables), "studies"]
     with app.state.engine.connect() as conn:
         return {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in tables}

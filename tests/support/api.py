@@ -1,12 +1,15 @@
-"""Helpers for the broker's integration tests: a tenant's API, the stored state of a job,
-job submissions and a real uvicorn server.
+"""The API driven in process: a tenant's keys and protocol calls (`Api`), job submissions,
+the stored state of a job (`db_state`), and a synthetic worker (`run_trials`) that answers
+with the losses of a problem whose optimum and divergence edge are known.
 
-Databases come from the fixtures in conftest.py (Postgres from ACPROP_TUNER_TEST_POSTGRES_URL).
+Databases come from tests/support/databases.py; a real uvicorn server around an app from
+acprop_tuner.cli.local.serve_in_thread (re-exported here as `serve`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +19,26 @@ import optuna
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from acprop_tuner.cli.local import serve_in_thread as serve
+from service.app import create_app
 from service.broker.study_sink import TRIAL_ID_ATTR
 from service.db.models import KeyScope, Lease, Trial, TrialReport
 from service.keys import create_key
+from service.settings import Settings
+
+__all__ = [
+    "BEST_LR",
+    "LOCAL_VERSIONS",
+    "Api",
+    "db_state",
+    "edge",
+    "job_body",
+    "result",
+    "run_trials",
+    "running_app",
+    "serve",
+    "synthetic_losses",
+]
 
 DEFAULT_SPEC: dict[str, Any] = {
     "task": {"name": "rosenbrock", "options": {}},
@@ -38,32 +58,13 @@ DEFAULT_SPEC: dict[str, Any] = {
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run `app` under a real uvicorn server in a thread; yields its base URL."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+def running_app(settings: Settings) -> Iterator[Any]:
+    """The app for ``settings`` with its lifespan running (the broker and its reaper thread),
+    driven in process through ``app.state.test_client`` (server errors answered, not raised)."""
+    application = create_app(settings)
+    with TestClient(application, raise_server_exceptions=False) as client:
+        application.state.test_client = client
+        yield application
 
 
 def job_body(**budget: Any) -> dict[str, Any]:
@@ -157,3 +158,76 @@ def db_state(app: Any, job_id: str) -> dict[str, Any]:
             for f in frozen
         ),
     }
+
+
+# -- a synthetic worker: a known optimum and divergence edge, no training --------------------
+
+BEST_LR = 3e-3  # the loss minimum of the synthetic problem
+
+
+def edge(eps_root: float) -> float:
+    """The divergence edge: far lower with optax's eps_root=1e-16, as ACProp behaves."""
+    return 3e-2 if eps_root >= 1e-10 else 2e-3
+
+
+def synthetic_losses(config: dict[str, float], seeds: list[int]) -> tuple[list[float], bool]:
+    lr = config["learning_rate"]
+    diverged = lr > edge(config["eps_root"])
+    losses = [0.1 + (math.log10(lr) - math.log10(BEST_LR)) ** 2 + 0.001 * s for s in seeds]
+    return losses, diverged
+
+
+LOCAL_VERSIONS = {"jax": "0.10.2", "jaxlib": "0.10.2", "optax": "0.2.8"}
+
+
+def run_trials(
+    client: TestClient,
+    worker: dict[str, str],
+    limit: int,
+    *,
+    only_last_seed_diverges: bool = False,
+    worker_id: str = "synthetic",
+    versions: dict[str, str] | None = LOCAL_VERSIONS,
+    capacity: int = 8,
+) -> list[dict[str, Any]]:
+    """Lease, report and complete up to `limit` trials; returns the leased trials. Past the
+    edge every seed diverges, or with `only_last_seed_diverges` only the last one does (its
+    final loss then null, as a worker sends a non-finite one). Completions carry `versions`
+    as a worker's do (None: sent without them, as a worker from before they existed)."""
+    done: list[dict[str, Any]] = []
+    while len(done) < limit:
+        r = client.post(
+            "/api/v1/leases",
+            json={"worker_id": worker_id, "capacity": min(capacity, limit - len(done))},
+            headers=worker,
+        )
+        assert r.status_code == 200, r.text
+        leases = r.json()["leases"]
+        if not leases:
+            break
+        results = []
+        for lease in leases:
+            trial = lease["trial"]
+            losses, diverged = synthetic_losses(trial["config"], trial["seeds"])
+            flags = [diverged] * len(losses)
+            final: list[float | None] = list(losses)
+            if only_last_seed_diverges:
+                flags = [diverged and i == len(losses) - 1 for i in range(len(losses))]
+                final = [None if f else v for v, f in zip(losses, flags, strict=True)]
+            results.append(
+                {
+                    "token": lease["token"],
+                    "final_losses": final,
+                    "validation_losses": final,
+                    "last_finite_losses": losses,
+                    "diverged_at_step": [3 if f else None for f in flags],
+                    "pruned": False,
+                    "wall_s": 0.1,
+                    "compile_s": 0.0,
+                    **({"versions": versions} if versions is not None else {}),
+                }
+            )
+            done.append(trial)
+        r = client.post("/api/v1/leases/complete", json={"results": results}, headers=worker)
+        assert r.status_code == 200, r.text
+    return done

@@ -1,6 +1,6 @@
 """A worker process that does no training, for protocol tests with many real processes.
 
-`python -m tests.e2e.light_worker --server URL --capacity K [--losses finite|nan|inf|-inf|mixed]`
+`python -m tests.support.light_worker --server URL --capacity K [--losses finite|nan|inf|-inf|mixed]`
 leases with the real `WorkerClient`, journals every lease it is granted (the journal of
 `worker.journal`, path from `ACPROP_TUNER_WORKER_JOURNAL`), then reports and completes at once.
 With `--losses` other than `finite` it sends NaN / Infinity / -Infinity JSON literals in its
