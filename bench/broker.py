@@ -69,6 +69,14 @@ SPACE: dict[str, Any] = {
 }
 
 
+def _study_space() -> Any:
+    """SPACE as the study mirrors ask with it (distributions built once)."""
+    from optimizer.space import SearchSpace
+    from optimizer.tuning.policy import StudySpace
+
+    return StudySpace(SearchSpace.from_dict(SPACE))
+
+
 @contextmanager
 def _fresh_database() -> Iterator[str]:
     """A new database, migrated."""
@@ -150,10 +158,7 @@ def _round(broker: Any, tenant_id: uuid.UUID, k: int, rng: random.Random) -> dic
 
 
 def _random_configs(n: int, rng: random.Random) -> list[dict[str, float]]:
-    from optimizer.space import SearchSpace
-    from optimizer.tuning.policy import StudySpace
-
-    space = StudySpace(SearchSpace.from_dict(SPACE))
+    space = _study_space()
     configs = []
     for _ in range(n):
         sampled = {}
@@ -249,10 +254,9 @@ def _bench_broker(url: str, profile: bool, optuna_loop: _OptunaRdbLoop) -> dict[
 def _tpe_ask_ms(rng: random.Random) -> dict[str, float]:
     """TPE's own cost per ask at the study size, in memory (no storage round trips): Optuna's
     sampler as it comes, and with the mirrors' exact speed-ups (optimizer/tuning/tpe_speedups)."""
-    from optimizer.space import SearchSpace
     from optimizer.tuning import tpe_speedups
 
-    dists = SearchSpace.from_dict(SPACE).distributions()
+    dists = _study_space().distributions
     fill = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(STUDY_SIZE):
         trial = fill.ask(dists)
@@ -429,11 +433,10 @@ class _OptunaRdbLoop:
     def __init__(self, url: str, rng: random.Random) -> None:
         from sqlalchemy.orm import Session
 
-        from optimizer.space import SearchSpace
         from service.broker.optuna_bulk import bulk_create_trials
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._dists = SearchSpace.from_dict(SPACE).distributions()
+        self._dists = _study_space().distributions
         self._rng = rng
         self._storage = optuna.storages.RDBStorage(url)
         self._study = optuna.create_study(
