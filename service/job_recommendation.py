@@ -27,19 +27,19 @@ from sqlalchemy.orm import Session
 from optimizer.recommendation import NotEnoughEvidence, Recommendation, TrialOutcome, recommend
 from optimizer.tuning.outcome import TrialResult
 from optimizer.versions import summarise as summarise_versions
-from service.db.models import Job, JobStatus, Trial, TrialState
+from service.db.models import Job, JobStatus, Trial, TrialSource, TrialState
 from service.errors import Conflict, NotFound
 
-__all__ = ["job_recommendation"]
+__all__ = ["USED_STATES", "job_recommendation", "trial_record"]
 
 _CACHE_SIZE = 256
 _cache: OrderedDict[tuple[uuid.UUID, int, str], Recommendation] = OrderedDict()
 _cache_lock = threading.Lock()
 
-_USED_STATES = (TrialState.COMPLETE.value, TrialState.DIVERGED.value)
+USED_STATES = (TrialState.COMPLETE.value, TrialState.DIVERGED.value)
 
 
-def _outcome(trial: Trial) -> TrialOutcome:
+def trial_record(trial: Trial) -> TrialOutcome:
     """The recommendation's record of a finished row (the one rule for which seeds diverged:
     optimizer/tuning/outcome.py)."""
     result = TrialResult.stored(
@@ -50,12 +50,16 @@ def _outcome(trial: Trial) -> TrialOutcome:
         diverged_at_step=trial.diverged_at_step,
         value=trial.value,
     )
-    return result.record(trial.number, {k: float(v) for k, v in trial.params.items()})
+    return result.record(
+        trial.number,
+        {k: float(v) for k, v in trial.params.items()},
+        confirmation=trial.source == TrialSource.CONFIRMATION.value,
+    )
 
 
 def _compute(trials: list[Trial], job: Job, status: str) -> Recommendation:
     try:
-        rec = recommend([_outcome(t) for t in trials], status=status)  # type: ignore[arg-type]
+        rec = recommend([trial_record(t) for t in trials], status=status)  # type: ignore[arg-type]
     except NotEnoughEvidence as exc:
         raise Conflict(
             f"no recommendation for job {job.id} yet: {exc.reason} "
@@ -82,7 +86,7 @@ def job_recommendation(
         session.scalar(
             select(func.count())
             .select_from(Trial)
-            .where(Trial.job_id == job_id, Trial.state.in_(_USED_STATES))
+            .where(Trial.job_id == job_id, Trial.state.in_(USED_STATES))
         )
         or 0
     )
@@ -95,7 +99,7 @@ def job_recommendation(
         session.rollback()
         return cached
     trials = list(
-        session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.state.in_(_USED_STATES)))
+        session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.state.in_(USED_STATES)))
     )
     session.rollback()  # nothing to write; end the read before the fit
     answer = _compute(trials, job, status)

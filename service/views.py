@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.db.models import JobStatus, TrialState
+from service.db.models import JobStatus, TrialSource, TrialState
 from service.schemas import PrunerName, SamplerName
 
 __all__ = [
@@ -127,7 +127,10 @@ class IntermediateOut(OutModel):
 class TrialOut(OutModel):
     number: int
     state: TrialState
-    source: Literal["warmup", "sampler"]
+    source: TrialSource
+    seeds: list[int] | None = Field(
+        None, description="the seeds it trains when not the job's own (a confirmation trial)"
+    )
     attempt: int
     params: dict[str, float | None]
     value: float | None

@@ -161,6 +161,8 @@ class Trial:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: The seeds it trains when not the job's own (a confirmation trial).
+    seeds: tuple[int, ...] | None = None
     #: Per seed, the step it diverged at, or None (None as a whole before a worker finished it).
     seeds_diverged_at: tuple[int | None, ...] | None = None
     #: The jax, jaxlib and optax versions it was trained with.
@@ -190,6 +192,7 @@ class Trial:
             created_at=datetime.fromisoformat(data["created_at"]),
             started_at=_time(data.get("started_at")),
             finished_at=_time(data.get("finished_at")),
+            seeds=tuple(data["seeds"]) if data.get("seeds") is not None else None,
             seeds_diverged_at=(
                 tuple(data["seeds_diverged_at"])
                 if data.get("seeds_diverged_at") is not None
@@ -225,6 +228,21 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Risk:
+    """The chance that a fresh seed diverges at the recommendation: an estimate, its upper
+    bound at ``confidence``, and the nearby seeds they rest on (``thin``: too few)."""
+
+    probability: float
+    upper_bound: float
+    confidence: float
+    n_seeds: int
+    n_diverged: int
+    target: float
+    meets_target: bool
+    thin: bool
+
+
+@dataclass(frozen=True)
 class Recommendation:
     """A job's recommended ACProp configuration (``provisional`` while the job runs,
     ``final`` once it ended) with its learning-rate interval, the divergence edge (None when
@@ -245,6 +263,9 @@ class Recommendation:
     margin: float
     tolerance: float
     optax: str
+    #: What set the learning rate: ``loss``, ``edge``, ``evidence`` or ``range``.
+    bounded_by: str = "loss"
+    risk: Risk | None = None
     #: The jax/jaxlib/optax versions the trials were trained with, each with ``n_trials``.
     versions: tuple[Mapping[str, Any], ...] = ()
     #: What a user should know before using the answer (e.g. trials of mixed versions).
@@ -280,6 +301,8 @@ class Recommendation:
             margin=float(data["margin"]),
             tolerance=float(data["tolerance"]),
             optax=data["optax"],
+            bounded_by=data.get("bounded_by", "loss"),
+            risk=Risk(**data["risk"]) if data.get("risk") else None,
             versions=tuple(data.get("versions") or ()),
             warnings=tuple(data.get("warnings") or ()),
             raw=data,

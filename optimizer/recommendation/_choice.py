@@ -11,10 +11,12 @@ import numpy as np
 from scipy import optimize
 from scipy.stats import qmc
 
+from optimizer.acprop import OPTAX_DEFAULTS
 from optimizer.recommendation._divergence_model import DivergenceModel
 from optimizer.recommendation._features import FeatureSpace
 from optimizer.recommendation._loss_model import LossModel
 from optimizer.recommendation._records import (
+    BoundedBy,
     Evidence,
     ExpectedLoss,
     NotEnoughEvidence,
@@ -22,6 +24,7 @@ from optimizer.recommendation._records import (
     Status,
     TrialOutcome,
 )
+from optimizer.recommendation._risk import band_in_unit, divergence_risk
 from optimizer.recommendation._rounding import optax_line, round_params, round_sig
 from optimizer.recommendation._ties import (
     EPS_ROOT_TOLERANCE,
@@ -127,15 +130,16 @@ def recommend(
 
     relaxed = False
 
-    def limit(z: np.ndarray) -> np.ndarray:  # highest safe unit learning rate per z
+    def below_edge(z: np.ndarray) -> np.ndarray:  # a margin below the divergence edge
         if relaxed:  # the margin below the edge proper; below isolated blow-ups, no margin
-            below = np.minimum(
+            return np.minimum(
                 divergence.edge(z, skip_isolated=True) - log_margin,
                 divergence.evidence_edge(z) - step,
             )
-        else:
-            below = divergence.edge(z) - log_margin
-        return np.minimum(np.minimum(below, hi[0]), divergence.safe_support(z))
+        return divergence.edge(z) - log_margin
+
+    def limit(z: np.ndarray) -> np.ndarray:  # highest safe unit learning rate per z
+        return np.minimum(np.minimum(below_edge(z), hi[0]), divergence.safe_support(z))
 
     # Candidates: a learning-rate grid at every explored z and at quasi-random z in the box.
     dz = x_use.shape[1] - 1
@@ -192,14 +196,23 @@ def recommend(
         if at_paper <= at_best + tolerance * abs(at_best):
             x_best = x_paper
 
-    params = round_params(space.to_params(x_best), space.tuned)
-    z_final = space.to_unit([params])[0, 1:]
-    if float(limit(z_final)[0]) < float(x_best[0]):
+    confirmed = _best_confirmed(trials, states)
+    if confirmed is not None:
+        # The confirmation stage measured its candidates on fresh seeds: the best of those
+        # that never diverged is the answer (optimizer/tuning/confirmation.py), as measured.
+        params = dict(confirmed)
+        z_final = space.to_unit([params])[0, 1:]
+    else:
+        params = round_params(space.to_params(x_best), space.tuned)
+        z_final = space.to_unit([params])[0, 1:]
+    if confirmed is None and float(limit(z_final)[0]) < float(x_best[0]):
         # Rounding moved the other settings out of reach of the safe evidence at x_best
         # (safety is local in z): keep them unrounded rather than lose the safe limit.
         params = space.to_params(x_best)
         z_final = x_best[1:]
     lr_cap = space.unit_to_lr(float(limit(z_final)[0]))
+    if confirmed is not None:  # measured safe on fresh seeds: its own evidence
+        lr_cap = max(lr_cap, confirmed["learning_rate"])
     lr = round_sig(params["learning_rate"], 2)
     # 1e-9 relative absorbs the round trip through log units (a trial's own learning rate as
     # the cap can come back as 0.000999999999999999).
@@ -211,13 +224,15 @@ def recommend(
     params["learning_rate"] = lr
     x_final = space.to_unit([params])
 
-    # lr_interval: the contiguous run of the fine learning-rate line within tolerance.
+    # lr_interval: the contiguous run of the fine learning-rate line, up to the safe limit,
+    # whose predicted loss the evidence cannot tell from the best (within tolerance, or two
+    # of the model's standard deviations).
     line_u = np.linspace(lo[0], max(lo[0], min(hi[0], float(limit(z_final)[0]))), 401)
     line = np.column_stack([line_u, np.tile(z_final, (line_u.size, 1))])
     pred = loss.predict_loss(line)
     at_rec = float(loss.predict_loss(x_final)[0])
     best = min(at_rec, float(pred.min()))
-    within = pred <= best + tolerance * abs(best)
+    within = pred <= best + np.maximum(tolerance * abs(best), 2.0 * loss.model_std(line))
     i = int(np.argmin(np.abs(line_u - x_final[0, 0])))
     a = b = i
     while a > 0 and within[a - 1]:
@@ -228,6 +243,23 @@ def recommend(
 
     edge = float(divergence.edge(z_final)[0])
     divergence_lr = space.unit_to_lr(edge) if edge <= 1.0 + 1e-12 else None
+    bounded_by = "confirmation" if confirmed is not None else _bounded_by(
+        lr, lr_cap, {
+            "range": float(hi[0]),
+            "evidence": float(divergence.safe_support(z_final[None])[0]),
+            "edge": float(below_edge(z_final[None])[0]),
+        },
+    )  # fmt: skip
+    risk = divergence_risk(
+        x_all,
+        n_seen,
+        n_div,
+        x_final[0],
+        band=band_in_unit(float(space.width[0])),
+        radius=COMPARABLE_RADIUS,
+        rising=rising,
+        model_probability=float(divergence.probability(x_final)[0]),
+    )
     n_seeds_used = sum(len(states[i][0]) for i in usable)
     evidence = Evidence(
         n_trials=len(trials),
@@ -251,4 +283,35 @@ def recommend(
         margin=float(margin),
         tolerance=float(tolerance),
         optax=optax_line(params),
+        bounded_by=bounded_by,
+        risk=risk,
     )
+
+
+def _bounded_by(lr: float, lr_cap: float, limits: dict[str, float]) -> BoundedBy:
+    """What set the learning rate: the loss, unless it sits at the safe limit (rounding
+    aside); then whichever of the limits (unit learning rates) is the lowest."""
+    if lr < lr_cap * (1.0 - 0.02):  # two significant digits round by up to 1 %
+        return "loss"
+    name = min(limits, key=lambda k: limits[k])
+    return name  # type: ignore[return-value]
+
+
+def _best_confirmed(
+    trials: list[TrialOutcome], states: list[tuple[list[float], int, int]]
+) -> dict[str, float] | None:
+    """Of the configurations the confirmation stage trained, the one with the lowest mean
+    loss over its fresh seeds among those no seed of any of its trials diverged; None
+    without confirmation trials (or when every candidate diverged somewhere)."""
+    by_config: dict[tuple[tuple[str, float], ...], list[int]] = {}
+    for i, t in enumerate(trials):
+        by_config.setdefault(tuple(sorted(t.params.items())), []).append(i)
+    best: tuple[float, dict[str, float]] | None = None
+    for config, members in by_config.items():
+        fresh = [i for i in members if trials[i].confirmation]
+        if not fresh or any(states[i][1] or states[i][2] for i in members):
+            continue
+        measured = float(np.mean([loss for i in fresh for loss in states[i][0]]))
+        if best is None or measured < best[0]:
+            best = (measured, dict(config))
+    return None if best is None else {**OPTAX_DEFAULTS, **best[1]}

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from optimizer.acprop import BOUNDS, HYPERPARAMETERS
+from optimizer.recommendation._risk import Risk
 from optimizer.versions import TrainedWith
 
 Status = Literal["provisional", "final"]
+BoundedBy = Literal["loss", "edge", "evidence", "range", "confirmation"]
 
 
 class NotEnoughEvidence(Exception):
@@ -33,12 +35,15 @@ class TrialOutcome:
       losses: the final (validation) loss per seed; ``None`` where unknown. A non-finite
         loss counts as a diverged seed.
       diverged: per seed, whether training diverged; empty means no seed diverged.
+      confirmation: a trial of the job's confirmation stage (optimizer/tuning/confirmation.py):
+        a candidate trained again on fresh seeds, so its losses are a fresh measurement.
     """
 
     number: int
     params: Mapping[str, float]
     losses: tuple[float | None, ...]
     diverged: tuple[bool, ...] = ()
+    confirmation: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.params) - set(HYPERPARAMETERS)
@@ -83,6 +88,7 @@ class TrialOutcome:
             tuple((math.isnan(v), 0.0 if math.isnan(v) else v) for v in p),
             losses,
             self.diverged,
+            self.confirmation,
             self.number,
         )
 
@@ -124,8 +130,9 @@ class Recommendation:
       learning_rate, b1, b2, eps, eps_root, weight_decay: the configuration.
       expected_loss: predicted loss there (mean, seed spread, model uncertainty).
       lr_interval: ``(low, high)``: the learning rates (other settings as recommended, and
-        never beyond the safe limit ``divergence_lr / margin``) whose predicted loss is
-        within ``tolerance * |best|`` of the best predicted loss.
+        never beyond the safe limit) whose predicted loss the evidence cannot tell from the
+        best: within ``tolerance * |best|`` of it, or within two of the loss model's
+        standard deviations there. Any of them is as good a start as the evidence shows.
       divergence_lr: the estimated divergence edge for this configuration; ``None`` when no
         seed of any trial diverged, or the edge lies above every learning rate tried.
       evidence: trial and seed counts.
@@ -133,6 +140,12 @@ class Recommendation:
       margin: the factor kept between the learning rate and the edge.
       tolerance: the relative loss tolerance of ``lr_interval``.
       optax: the configuration as a line of Python.
+      bounded_by: what set the learning rate: ``loss`` (the predicted loss is best there),
+        ``edge`` (a ``margin`` below the divergence edge), ``evidence`` (the largest
+        learning rate seen to train without divergence nearby: safety is not extrapolated)
+        ``range`` (the highest learning rate the trials explored), or ``confirmation``
+        (the confirmation stage's candidate that measured best on fresh seeds).
+      risk: the chance that a fresh seed diverges there, with its upper bound.
     """
 
     learning_rate: float
@@ -149,6 +162,8 @@ class Recommendation:
     margin: float
     tolerance: float
     optax: str
+    bounded_by: BoundedBy = "loss"
+    risk: Risk | None = None
     #: The job it answers for (the service fills it in).
     job_id: str | None = None
     #: The jax/jaxlib/optax versions its trials were trained with (the service fills it in).
@@ -166,6 +181,11 @@ class Recommendation:
         floats += [*self.lr_interval] + ([] if self.divergence_lr is None else [self.divergence_lr])
         if not all(math.isfinite(v) for v in floats):  # never hand out NaN or infinity
             raise ValueError(f"non-finite value in a recommendation: {floats}")
+
+    @property
+    def config(self) -> dict[str, float]:
+        """The six ACProp hyperparameters (optax's argument order)."""
+        return {name: float(getattr(self, name)) for name in HYPERPARAMETERS}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (plain floats and ints, lists, ``None``; never NaN): what the API

@@ -9,6 +9,33 @@ from typing import Any
 
 __all__ = ["describe"]
 
+_BOUNDED_BY = {
+    "loss": lambda rec: "the loss (the best predicted learning rate is below every limit)",
+    "edge": lambda rec: f"the divergence edge (a factor {rec['margin']:g} below it)",
+    "evidence": lambda rec: (
+        "the evidence: the largest learning rate seen to train without "
+        "divergence nearby (safety is not extrapolated; try higher ones to go further)"
+    ),
+    "range": lambda rec: "the range: the highest learning rate the trials explored",
+    "confirmation": lambda rec: (
+        "the confirmation: of the best candidates trained again on "
+        "fresh seeds, the one that measured best without diverging"
+    ),
+}
+
+
+def _risk(risk: Mapping[str, Any]) -> str:
+    n, d = risk["n_seeds"], risk["n_diverged"]
+    bound = f"at most {risk['upper_bound']:.0%} ({risk['confidence']:.0%} bound)"
+    if not n:
+        return f"about {risk['probability']:.0%} by the model alone; no seed measured it, {bound}"
+    head = f"about {risk['probability']:.0%}, {bound}, from {d} of {n} nearby seeds diverged"
+    if risk["thin"]:
+        head += "; the evidence is thin: more seeds here would narrow it"
+    if not risk["meets_target"]:
+        head += f"; above the {risk['target']:.0%} aimed for"
+    return head
+
 
 def describe(rec: Mapping[str, Any]) -> str:
     """A few lines describing ``rec``; the last line is the optax call."""
@@ -25,14 +52,18 @@ def describe(rec: Mapping[str, Any]) -> str:
         f"model uncertainty {exp['model_std']:.2g})"
     )
     lines.append(
-        f"  learning rates within {rec['tolerance']:.0%} of the best: [{lo:.3g}, {hi:.3g}]"
+        f"  good learning rates here: [{lo:.3g}, {hi:.3g}] (as good as the evidence shows)"
     )
+    lines.append(f"  set by: {_BOUNDED_BY[rec.get('bounded_by', 'loss')](rec)}")
     lines.append(
-        f"  divergence edge here about {edge:.3g}; "
-        f"the recommendation stays a factor {rec['margin']:g} or more below it"
+        f"  divergence edge here about {edge:.3g} ({edge / rec['learning_rate']:.3g}x the "
+        "recommendation)"
         if edge
         else "  no comparable trial diverged"
     )
+    risk = rec.get("risk")
+    if risk:
+        lines.append(f"  divergence risk of a fresh seed: {_risk(risk)}")
     lines.append(
         f"  evidence: {ev['n_trials_used']} of {ev['n_trials']} trials ({ev['n_seeds_used']} "
         f"seeds) used, {ev['n_trials_diverged']} diverged; tuned: {', '.join(ev['tuned'])}"

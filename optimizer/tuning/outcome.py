@@ -140,11 +140,14 @@ class TrialResult:
         """The seeds' mean last finite loss of a diverged trial (the sampler's scale)."""
         return finite_mean(self.last_finite_losses) if self.diverged else None
 
-    def record(self, number: int, params: Mapping[str, float]) -> TrialOutcome:
-        """The recommendation's record of this trial (optimizer.recommendation)."""
+    def record(
+        self, number: int, params: Mapping[str, float], *, confirmation: bool = False
+    ) -> TrialOutcome:
+        """The recommendation's record of this trial (optimizer.recommendation);
+        ``confirmation`` for a trial of the job's confirmation stage."""
         losses = self.seed_losses()
         flags = tuple(step is not None for step in self.seeds_diverged_at)
-        return TrialOutcome(number, params, losses, flags[: len(losses)])
+        return TrialOutcome(number, params, losses, flags[: len(losses)], confirmation)
 
 
 def divergence_penalty(

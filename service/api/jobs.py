@@ -88,6 +88,7 @@ def trial_out(view: jobs.TrialView) -> TrialOut:
         number=t.number,
         state=t.state,  # type: ignore[arg-type]
         source=t.source,  # type: ignore[arg-type]
+        seeds=t.seeds,
         attempt=t.attempt,
         params=t.params,
         value=t.value,

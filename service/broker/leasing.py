@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from optimizer.tuning.mirror import StudyMirror, TrialSnapshot
+from service.broker.confirmation_stage import sampler_share, start_confirmation
 from service.broker.registry import MirrorRegistry
 from service.broker.tokens import hash_token, new_token
 from service.db.models import Job, JobStatus, Lease, Trial, TrialSource, TrialState
@@ -119,21 +120,25 @@ def _lease_locked(
     now: datetime,
 ) -> list[Grant]:
     registry.sync(session, job.id, mirror)
-    waiting = session.execute(
-        select(Trial.id, Trial.number, Trial.attempt, Trial.params)
-        .where(Trial.job_id == job.id, Trial.state == TrialState.WAITING.value)
-        .order_by(Trial.number)
-        .limit(capacity)
-        .with_for_update(skip_locked=True)
-    ).all()
-    n_new = max(0, min(capacity - len(waiting), job.n_trials - len(mirror)))
+    waiting = _waiting(session, job, capacity)
+    share = sampler_share(job)
+    n_new = max(0, min(capacity - len(waiting), share - len(mirror)))
+    if not waiting and n_new == 0 and len(mirror) < job.n_trials:
+        # The sampler's share is out: the confirmation stage (confirmation_stage.py).
+        stage = start_confirmation(session, job, len(mirror))
+        if stage == "enqueued":
+            registry.sync(session, job.id, mirror)
+            waiting = _waiting(session, job, capacity)
+        if stage != "wait":  # slots the candidates left free (all, without candidates): sampled
+            n_new = max(0, min(capacity - len(waiting), job.n_trials - len(mirror)))
     if not waiting and n_new == 0:
         session.rollback()
         return []
 
-    # (trial id, number, attempt, config) of every trial handed out by this call.
-    handed: list[tuple[int, int, int, Mapping[str, float]]] = [
-        (w.id, w.number, w.attempt, w.params) for w in waiting
+    default_seeds = list(range(job.seeds))
+    # (trial id, number, attempt, config, seeds) of every trial handed out by this call.
+    handed: list[tuple[int, int, int, Mapping[str, float], list[int]]] = [
+        (w.id, w.number, w.attempt, w.params, w.seeds or default_seeds) for w in waiting
     ]
     if waiting:
         session.execute(
@@ -149,7 +154,7 @@ def _lease_locked(
         )
         for i, (a, trial_id) in enumerate(zip(asked, ids, strict=True)):
             mirror.bind(a, TrialSnapshot(trial_id, "running", a.config))
-            handed.append((trial_id, first + i, 1, a.config))
+            handed.append((trial_id, first + i, 1, a.config, default_seeds))
 
     expires_at = now + timedelta(seconds=ttl_s)
     tokens = [new_token() for _ in handed]
@@ -164,7 +169,7 @@ def _lease_locked(
                 "expires_at": expires_at,
                 "created_at": now,
             }
-            for token, (trial_id, _, attempt, _) in zip(tokens, handed, strict=True)
+            for token, (trial_id, _, attempt, _, _) in zip(tokens, handed, strict=True)
         ],
     )
     if job.status == JobStatus.QUEUED.value:
@@ -174,7 +179,6 @@ def _lease_locked(
     base = {
         "job_id": str(job.id),
         "task": job.spec.task.to_dict(),
-        "seeds": list(range(job.seeds)),
         "steps": job.steps,
         "report_every": job.report_every,
     }
@@ -183,10 +187,30 @@ def _lease_locked(
             token,
             expires_at,
             ttl_s,
-            {**base, "trial_id": tid, "number": num, "attempt": att, "config": dict(cfg)},
+            {
+                **base,
+                "trial_id": tid,
+                "number": num,
+                "attempt": att,
+                "config": dict(cfg),
+                "seeds": list(seeds),
+            },
         )
-        for token, (tid, num, att, cfg) in zip(tokens, handed, strict=True)
+        for token, (tid, num, att, cfg, seeds) in zip(tokens, handed, strict=True)
     ]
+
+
+def _waiting(session: Session, job: Job, capacity: int) -> list[Any]:
+    """Up to ``capacity`` waiting trials of the job, by number, locked (SKIP LOCKED)."""
+    return list(
+        session.execute(
+            select(Trial.id, Trial.number, Trial.attempt, Trial.params, Trial.seeds)
+            .where(Trial.job_id == job.id, Trial.state == TrialState.WAITING.value)
+            .order_by(Trial.number)
+            .limit(capacity)
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
 
 
 def enqueue_trials(
@@ -215,10 +239,12 @@ def insert_trials(
     source: TrialSource,
     *,
     started: datetime | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[int]:
     """Insert trials numbered from ``first_number`` with these configurations, in one
     statement: waiting, or running since ``started`` (the broker's sampled trials, leased as
-    they are made). Returns their ids in order. The one writer of new trial rows."""
+    they are made), on ``seeds`` (None: the job's). Returns their ids in order. The one
+    writer of new trial rows."""
     if not configs:
         return []
     state = TrialState.WAITING if started is None else TrialState.RUNNING
@@ -230,6 +256,7 @@ def insert_trials(
             "source": source.value,
             "state": state.value,
             "attempt": 1,
+            "seeds": None if seeds is None else list(seeds),
             **({"created_at": started, "started_at": started} if started is not None else {}),
         }
         for i, config in enumerate(configs)

@@ -191,6 +191,9 @@ class Trial(Base):
     # Why the trial failed, as its worker reported it (revision 0005): the exception's class
     # and message, bounded; null for every other trial.
     error: Mapped[str | None] = mapped_column(String(MAX_ERROR))
+    # The seeds it trains (revision 0006): set for confirmation trials, which train fresh
+    # ones; null for every other trial, which trains the job's seeds 0 .. seeds-1.
+    seeds: Mapped[list[int] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -50,3 +50,4 @@ MAX_ERROR = 1000
 class TrialSource(StrEnum):
     WARMUP = "warmup"
     SAMPLER = "sampler"
+    CONFIRMATION = "confirmation"  # a candidate trained again on fresh seeds

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from optimizer.space import SearchSpace
 from optimizer.warm_start import warm_start_configs
 from service.db.models import KeyScope, Trial
-from service.job_recommendation import _outcome
+from service.job_recommendation import trial_record as _outcome
 from tests.support.api import BEST_LR, LOCAL_VERSIONS, edge, run_trials
 from tests.support.databases import KeyFactory, count_rows
 
@@ -192,3 +192,50 @@ def test_a_seeded_job_is_reproducible_and_bad_seeds_change_nothing(
         assert r.status_code == 422, (bad, r.text)
         assert "seed" in r.text
     assert count_rows(app) == before
+
+
+def test_the_confirmation_stage_trains_the_candidates_on_fresh_seeds_last(
+    client: TestClient, make_key: KeyFactory
+) -> None:
+    """A job of 24 trials keeps its last 3 for the confirmation stage: they are leased only
+    once every trial before them has finished, on the job's fresh seeds (2 and 3), and the
+    answer is the best of them that no seed diverged, as they measured it."""
+    user = make_key()
+    worker = make_key(tenant=user.tenant, scope=KeyScope.WORKER).headers
+    body = {
+        "task": {"name": "rosenbrock"},
+        "budget": {"n_trials": 24, "steps": 20, "seeds": 2, "report_every": 5},
+        "sampler": "tpe",
+        "seed": 3,
+    }
+    r = client.post("/api/v1/jobs", json=body, headers=user.headers)
+    assert r.status_code == 201, r.text
+    url = f"/api/v1/jobs/{r.json()['id']}"
+    leased = run_trials(client, worker, 100, capacity=4)
+    assert len(leased) == 24
+    fresh = [t for t in leased if t["seeds"] != [0, 1]]
+    assert 2 <= len(fresh) <= 3 and all(t["seeds"] == [2, 3] for t in fresh)
+    # Numbered from 21 (the job's last 3 trials; a slot the candidates leave free is sampled
+    # after them), and leased only after every trial before them (one worker: in the order
+    # it got them).
+    first = 24 - 3
+    assert [t["number"] for t in fresh] == list(range(first, first + len(fresh)))
+    start = leased.index(fresh[0])
+    assert sorted(t["number"] for t in leased[:start]) == list(range(first))
+
+    rows = client.get(f"{url}/trials?limit=100", headers=user.headers).json()["trials"]
+    confirm = [t for t in rows if t["source"] == "confirmation"]
+    assert [t["number"] for t in confirm] == [t["number"] for t in fresh]
+    assert all(t["seeds"] == [2, 3] for t in confirm)
+    assert all(t["seeds"] is None for t in rows if t["source"] != "confirmation")
+
+    rec = client.get(f"{url}/recommendation", headers=user.headers).json()
+    assert rec["status"] == "final"
+    clean = [t for t in confirm if t["state"] == "complete"]
+    assert clean, "a candidate below the edge trains cleanly"
+    assert rec["bounded_by"] == "confirmation"
+    best = min(clean, key=lambda t: sum(t["final_losses"]))
+    assert rec["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
+    risk = rec["risk"]
+    assert 0.0 <= risk["probability"] <= risk["upper_bound"] <= 1.0
+    assert risk["n_diverged"] <= risk["n_seeds"]

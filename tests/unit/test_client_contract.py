@@ -39,6 +39,7 @@ def _fields(cls: type) -> set[str]:
         (_models.Evidence, "Evidence"),
         (_models.Progress, "Progress"),
         (_models.Budget, "BudgetOut"),
+        (_models.Risk, "Risk"),
     ],
 )
 def test_client_types_have_exactly_the_schemas_properties(

@@ -1,5 +1,5 @@
-"""Building blocks shared by the built-in tasks: dense layers, a classification task over an
-in-memory data set, and deterministic train/validation splits.
+"""Building blocks shared by the built-in tasks: dense layers, a supervised task (a named
+loss) over an in-memory data set, and deterministic train/validation splits.
 
 Data sets are small and kept on the device as constant arrays; a minibatch is drawn with
 replacement from ``fold_in(key, step)``, so a batch depends only on the seed's data key and
@@ -76,9 +76,37 @@ def count_params(init_params: Callable[[Array], Params]) -> int:
     return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes)))
 
 
+def _cross_entropy(out: Array, y: Array) -> Array:
+    return optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+
+
+def _mse(out: Array, y: Array) -> Array:
+    return jnp.mean((out.reshape(y.shape) - y) ** 2)
+
+
+def _logistic(out: Array, y: Array) -> Array:
+    return optax.sigmoid_binary_cross_entropy(out.reshape(y.shape), y).mean()
+
+
+def _huber(out: Array, y: Array) -> Array:
+    return optax.huber_loss(out.reshape(y.shape), y, delta=1.0).mean()
+
+
+#: The losses a supervised task can train with: softmax cross-entropy on integer labels,
+#: mean squared error, logistic (binary cross-entropy on 0/1 labels), Huber (delta 1).
+LOSSES: dict[str, Callable[[Array, Array], Array]] = {
+    "cross_entropy": _cross_entropy,
+    "mse": _mse,
+    "logistic": _logistic,
+    "huber": _huber,
+}
+
+
 @dataclass(frozen=True, eq=False)
-class ClassificationTask:
-    """Softmax cross-entropy of ``apply(params, x)`` on an in-memory data set.
+class SupervisedTask:
+    """A named loss (``LOSSES``) of ``apply(params, x)`` against ``y`` on an in-memory data
+    set: classification (cross-entropy, logistic), regression and reconstruction (MSE,
+    Huber).
 
     ``eq=False`` keeps identity hashing: the arrays make value equality meaningless.
     """
@@ -91,6 +119,7 @@ class ClassificationTask:
     init_fn: Callable[[Array], Params]
     apply_fn: Callable[[Params, Array], Array]
     batch_size: int
+    loss_name: str = "cross_entropy"
 
     def init_params(self, key: Array) -> Params:
         return self.init_fn(key)
@@ -103,19 +132,23 @@ class ClassificationTask:
 
     def loss(self, params: Params, batch: tuple[Array, Array]) -> Array:
         x, y = batch
-        logits = self.apply_fn(params, x)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return LOSSES[self.loss_name](self.apply_fn(params, x), y)
 
     def validation_loss(self, params: Params) -> Array:
         return self.loss(params, (self.x_val, self.y_val))
 
     def accuracy(self, params: Params) -> Array:
-        """Validation accuracy (for demos and docs; the tuner optimises the loss)."""
+        """Validation accuracy of a classifier (for demos and docs; the tuner optimises the
+        loss)."""
         logits = self.apply_fn(params, self.x_val)
         return (logits.argmax(-1) == self.y_val).mean()
 
 
-def classification_task(
+#: The classification tasks of the built-ins are supervised tasks with cross-entropy.
+ClassificationTask = SupervisedTask
+
+
+def supervised_task(
     *,
     name: str,
     options: Mapping[str, Any],
@@ -124,7 +157,10 @@ def classification_task(
     apply_fn: Callable[[Params, Array], Array],
     batch_size: int,
     default_steps: int,
-) -> ClassificationTask:
+    loss: str = "cross_entropy",
+) -> SupervisedTask:
+    """A supervised task on ``data`` (train x, y, validation x, y): integer labels for
+    cross-entropy, float targets for the other losses."""
     x_train, y_train, x_val, y_val = data
     meta = TaskMeta(
         name=name,
@@ -133,13 +169,20 @@ def classification_task(
         default_batch_size=batch_size,
         options=dict(options),
     )
-    return ClassificationTask(
+    label = jnp.int32 if loss == "cross_entropy" else jnp.float32
+    return SupervisedTask(
         meta=meta,
         x_train=jnp.asarray(x_train, jnp.float32),
-        y_train=jnp.asarray(y_train, jnp.int32),
+        y_train=jnp.asarray(y_train, label),
         x_val=jnp.asarray(x_val, jnp.float32),
-        y_val=jnp.asarray(y_val, jnp.int32),
+        y_val=jnp.asarray(y_val, label),
         init_fn=init_fn,
         apply_fn=apply_fn,
         batch_size=batch_size,
+        loss_name=loss,
     )
+
+
+def classification_task(**kwargs: Any) -> SupervisedTask:
+    """A softmax cross-entropy task (``supervised_task`` with ``loss="cross_entropy"``)."""
+    return supervised_task(**kwargs, loss="cross_entropy")
