@@ -43,7 +43,19 @@ from typing import Any
 import numpy as np
 import optuna
 
-from bench.suite import EVAL_SEEDS, SPLITS, SuiteTask, reference, suite_tasks
+from bench.suite import (
+    EPS_ROOT_LINES,
+    EVAL_SEEDS,
+    GRID_POINTS,
+    GRID_SEEDS,
+    LR_HIGH,
+    LR_LOW,
+    SPLITS,
+    SuiteTask,
+    grid_learning_rates,
+    reference,
+    suite_tasks,
+)
 from optimizer.config import ACPropConfig
 from optimizer.job_spec import JobSpec
 from optimizer.lr_range_finder import run_range_test
@@ -56,10 +68,8 @@ from optimizer.tuning.outcome import TrialResult
 
 NAME = "recommendation"
 TITLE = "Recommendation quality on the development suite: regret against a 48-point grid"
-GRID_POINTS, GRID_SEEDS = 48, (0, 1, 2)
-LR_LOW, LR_HIGH = 1e-5, 1.0
 EPS_ROOT_LOW, EPS_ROOT_HIGH = 1e-16, 1e-6
-SAFE_EPS_ROOT = 1e-8
+SAFE_EPS_ROOT = EPS_ROOT_LINES[0]
 JOB_SEEDS, BATCH = (0, 1), 4
 BUDGET_TRIAL_SEEDS = GRID_POINTS * len(GRID_SEEDS) // 4
 JOB_TRIALS = BUDGET_TRIAL_SEEDS // len(JOB_SEEDS)
@@ -212,8 +222,9 @@ def _plain_tpe(task: Any, seed: int) -> tuple[ACPropConfig | None, dict[str, Any
 def _grid(task: Any) -> tuple[ACPropConfig, list[dict[str, Any]]]:
     """A fresh 48-point grid at eps_root 1e-8 and its best (bench/warm_start.py's reference
     for the built-in tasks)."""
-    lrs = np.geomspace(LR_LOW, LR_HIGH, GRID_POINTS)
-    configs = [ACPropConfig(learning_rate=float(lr), eps_root=SAFE_EPS_ROOT) for lr in lrs]
+    configs = [
+        ACPropConfig(learning_rate=lr, eps_root=SAFE_EPS_ROOT) for lr in grid_learning_rates()
+    ]
     final = _train(task, configs, GRID_SEEDS)
     rows, best = [], (math.inf, configs[0])
     for k, config in enumerate(configs):
