@@ -24,6 +24,7 @@ from service.broker.fencing import HeldLease
 from service.broker.reaper import Reaper
 from service.broker.registry import MirrorRegistry, load_intermediate
 from service.broker.study_sink import write_finished
+from service.broker.workers import Sightings, record_seen
 from service.broker.writes import FailureIn, ReportIn, ResultIn
 from service.db.models import Job, utcnow
 
@@ -59,6 +60,7 @@ class Broker:
         self._locks: dict[uuid.UUID, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._uses_pruner: dict[uuid.UUID, bool] = {}  # job -> its pruner is not "none"
+        self.sightings = Sightings()  # when this process last wrote that a worker was seen
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -67,6 +69,9 @@ class Broker:
         capacity than the server allows is served as the allowed one."""
         capacity = max(1, min(capacity, self.max_capacity))
         with self._sessions() as session:
+            if self.sightings.due(tenant_id, [worker_id]):
+                record_seen(session, tenant_id, [worker_id], utcnow(), capacity=capacity)
+                session.commit()
             candidates = leasing.candidate_jobs(session, tenant_id)
             session.rollback()
             for job_id in candidates:
@@ -89,7 +94,12 @@ class Broker:
     ) -> tuple[list[str], list[str], datetime]:
         with self._sessions() as session:
             return lease_endings.heartbeat(
-                session, tenant_id, tokens, ttl_s=self.lease_ttl_s, now=utcnow()
+                session,
+                tenant_id,
+                tokens,
+                ttl_s=self.lease_ttl_s,
+                now=utcnow(),
+                sightings=self.sightings,
             )
 
     def report(self, tenant_id: uuid.UUID, items: Sequence[ReportIn]) -> list[str]:

@@ -12,7 +12,7 @@ Optuna study afterwards (study_sink.py), which finishes the job once all are the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select, update
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from optimizer.tuning.outcome import TrialResult
 from service.broker.fencing import EndReason, HeldLease, LeasesLost, load_leases
 from service.broker.lease_endings import end_leases, end_leases_of_ended_jobs
+from service.broker.workers import Finished, record_finished
 from service.broker.write_checks import check_results
 from service.broker.writes import FailureIn, ResultIn
 from service.db.models import MAX_ERROR, Job, JobStatus, Trial, TrialState
@@ -65,7 +66,7 @@ def complete(
     The job becomes finished when its trials are also in its Optuna study (study_sink.py)."""
     tokens = [r.token for r in results]
     leases, repeated = _fenced(session, tenant_id, tokens, EndReason.COMPLETED, now)
-    check_results(results, leases)  # a 422 before anything is written (the caller rolls back)
+    check_results(results, leases, now)  # a 422 before anything is written (the caller rolls back)
     fresh: dict[str, ResultIn] = {r.token: r for r in results if r.token not in repeated}
     updates = []
     for token, r in fresh.items():
@@ -99,8 +100,25 @@ def complete(
     if updates:
         session.execute(update(Trial), updates)
         end_leases(session, [leases[t].lease_id for t in fresh], EndReason.COMPLETED, now)
+        record_finished(session, tenant_id, _by_worker(fresh.values(), leases), now)
     session.commit()
     return list(dict.fromkeys(tokens)), [leases[t].trial_id for t in fresh]
+
+
+def _by_worker(results: Iterable[ResultIn], leases: Mapping[str, HeldLease]) -> dict[str, Finished]:
+    """What each worker (the one its lease was granted to) finished in this call."""
+    grouped: dict[str, list[ResultIn]] = {}
+    for r in results:
+        grouped.setdefault(leases[r.token].worker_id, []).append(r)
+    return {
+        worker_id: Finished(
+            trials=len(rs),
+            wall_s=[r.wall_s for r in rs],
+            compile_s=[r.compile_s for r in rs],
+            versions=next((r.versions for r in reversed(rs) if r.versions), None),
+        )
+        for worker_id, rs in grouped.items()
+    }
 
 
 def fail(
@@ -131,6 +149,12 @@ def fail(
             ],
         )
         end_leases(session, [leases[t].lease_id for t in fresh], EndReason.FAILED, now)
+        failed_by: dict[str, int] = {}
+        for t in fresh:
+            failed_by[leases[t].worker_id] = failed_by.get(leases[t].worker_id, 0) + 1
+        record_finished(
+            session, tenant_id, {w: Finished(failed=n) for w, n in failed_by.items()}, now
+        )
         for job_id in sorted({leases[t].job_id for t in fresh}):
             first = next(t for t in fresh if leases[t].job_id == job_id)
             _fail_job_without_results(session, job_id, leases[first], fresh[first].error, now)

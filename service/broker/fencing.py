@@ -52,6 +52,7 @@ class HeldLease:
     lease_id: int
     trial_id: int
     attempt: int
+    created_at: datetime  # when it was granted: no write can report more time than since
     expires_at: datetime
     ended_at: datetime | None
     end_reason: str | None
@@ -72,6 +73,7 @@ class HeldLease:
             lease_id=row.id,
             trial_id=row.trial_id,
             attempt=row.attempt,
+            created_at=row.created_at,
             expires_at=row.expires_at,
             ended_at=row.ended_at,
             end_reason=row.end_reason,
@@ -111,6 +113,7 @@ def load_leases(
             Lease.id,
             Lease.trial_id,
             Lease.attempt,
+            Lease.created_at,
             Lease.expires_at,
             Lease.ended_at,
             Lease.end_reason,

@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from service.broker.fencing import EndReason, HeldLease, LeasesLost, load_leases
+from service.broker.workers import Sightings, record_seen
 from service.db.models import JobStatus, Lease, Trial, TrialState
 
 __all__ = ["end_leases", "end_leases_of_ended_jobs", "heartbeat", "release"]
@@ -63,9 +64,16 @@ def end_leases_of_ended_jobs(
 
 
 def heartbeat(
-    session: Session, tenant_id: uuid.UUID, tokens: Sequence[str], *, ttl_s: float, now: datetime
+    session: Session,
+    tenant_id: uuid.UUID,
+    tokens: Sequence[str],
+    *,
+    ttl_s: float,
+    now: datetime,
+    sightings: Sightings | None = None,
 ) -> tuple[list[str], list[str], datetime]:
-    """Renew the live leases among `tokens`; returns (held, lost, new expiry) and commits."""
+    """Renew the live leases among `tokens`; returns (held, lost, new expiry) and commits.
+    The workers holding them were seen now (written when `sightings` says it is due)."""
     leases = load_leases(session, tokens, tenant_id=tenant_id, lock=True)
     ended = set(end_leases_of_ended_jobs(session, list(leases.values()), now))
     held = [t for t, le in leases.items() if t not in ended and le.live(now)]
@@ -76,6 +84,9 @@ def heartbeat(
             .where(Lease.id.in_([leases[t].lease_id for t in held]))
             .values(expires_at=expires_at)
         )
+        if sightings is not None:
+            holders = sightings.due(tenant_id, (leases[t].worker_id for t in held))
+            record_seen(session, tenant_id, holders, now)
     session.commit()
     held_set = set(held)
     return held, [t for t in dict.fromkeys(tokens) if t not in held_set], expires_at

@@ -92,7 +92,8 @@ def record_reports(
 # insert ran. `:hashes` holds each token's hash once; `:r_hashes` one per report.
 _REPORTS_FAST_PG = text(
     "WITH l AS ("
-    " SELECT le.id, le.token_hash, le.trial_id, le.attempt, le.expires_at, le.ended_at,"
+    " SELECT le.id, le.token_hash, le.trial_id, le.attempt, le.created_at, le.expires_at,"
+    " le.ended_at,"
     " le.end_reason, le.worker_id, t.job_id, j.status, t.state, t.number, j.seeds, j.steps,"
     " j.report_every"
     " FROM acprop_leases le"

@@ -2,20 +2,27 @@
 
 A lease is for one attempt of one trial of one job, and the job fixes what its writes may
 hold: one loss per seed, reports at the end of each chunk of ``report_every`` steps (or at the
-last step), completions with one value per seed and divergence steps within the schedule. A
-write that does not fit is a 422 naming the item and what was expected; the call changes
-nothing. (Which tokens still hold their trial is fencing's question, asked first: fencing.py.)
+last step), completions with one value per seed and divergence steps within the schedule, and
+wall and compile seconds no longer than the lease has existed (a worker starts its clock after
+it received the lease and stops it before it sends the result; the dashboard adds these up per
+worker). A write that does not fit is a 422 naming the item and what was expected; the call
+changes nothing. (Which tokens still hold their trial is fencing's question, asked first: fencing.py.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from service.broker.fencing import HeldLease
 from service.broker.writes import ReportIn, ResultIn
 from service.errors import InvalidInput
 
-__all__ = ["check_reports", "check_results"]
+__all__ = ["SECONDS_SLACK", "check_reports", "check_results"]
+
+#: Seconds a reported duration may exceed the lease's age by (clock rounding, a worker's
+#: timer started a moment before the server's answer was fully read).
+SECONDS_SLACK = 1.0
 
 
 def _per_seed(
@@ -65,8 +72,11 @@ def check_reports(reports: Sequence[ReportIn], leases: Mapping[str, HeldLease]) 
     _raise(problems)
 
 
-def check_results(results: Sequence[ResultIn], leases: Mapping[str, HeldLease]) -> None:
-    """Each result has one value per seed, and divergence steps within the job's steps."""
+def check_results(
+    results: Sequence[ResultIn], leases: Mapping[str, HeldLease], now: datetime
+) -> None:
+    """Each result has one value per seed, divergence steps within the job's steps, and wall
+    and compile seconds within the time since its lease was granted."""
     problems: list[dict[str, object]] = []
     for i, r in enumerate(results):
         lease = leases.get(r.token)
@@ -85,4 +95,16 @@ def check_results(results: Sequence[ResultIn], leases: Mapping[str, HeldLease]) 
                     "type": "value_error",
                 }
             )
+        held_s = (now - lease.created_at).total_seconds()
+        for name in ("wall_s", "compile_s"):
+            seconds = getattr(r, name)
+            if seconds is not None and seconds > held_s + SECONDS_SLACK:
+                problems.append(
+                    {
+                        "loc": [*loc, name],
+                        "msg": f"{seconds:.6g} s for a trial whose lease was granted "
+                        f"{max(held_s, 0.0):.3f} s ago",
+                        "type": "value_error",
+                    }
+                )
     _raise(problems)
