@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service import dashboard
-from service.api import docs, health
+from service.api import docs, health, insights
 from service.api import jobs as jobs_api
 from service.api import leases as leases_api
 from service.db.engine import create_db_engine
@@ -56,6 +56,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(jobs_api.router, prefix=API_PREFIX)
+    app.include_router(insights.router, prefix=API_PREFIX)
     app.include_router(leases_api.router, prefix=API_PREFIX)
     app.include_router(dashboard.router)
 

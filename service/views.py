@@ -27,16 +27,17 @@ __all__ = [
     "TaskOut",
     "TrialList",
     "TrialOut",
+    "finite_or_none",
 ]
 
 
-def _finite_or_none(value: Any) -> Any:
+def finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list):
-        return [_finite_or_none(v) for v in value]
+        return [finite_or_none(v) for v in value]
     if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
+        return {k: finite_or_none(v) for k, v in value.items()}
     return value
 
 
@@ -104,7 +105,7 @@ class JobOut(OutModel):
     @field_validator("best_value", mode="before")
     @classmethod
     def _finite(cls, value: Any) -> Any:
-        return _finite_or_none(value)
+        return finite_or_none(value)
 
 
 class JobList(OutModel):
@@ -121,7 +122,7 @@ class IntermediateOut(OutModel):
     @field_validator("losses", mode="before")
     @classmethod
     def _finite(cls, value: Any) -> Any:
-        return _finite_or_none(value)
+        return finite_or_none(value)
 
 
 class TrialOut(OutModel):
@@ -170,7 +171,7 @@ class TrialOut(OutModel):
     )
     @classmethod
     def _finite(cls, value: Any) -> Any:
-        return _finite_or_none(value)
+        return finite_or_none(value)
 
 
 class TrialList(OutModel):

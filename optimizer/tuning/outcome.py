@@ -125,10 +125,12 @@ class TrialResult:
     def seed_losses(self) -> tuple[float | None, ...]:
         """Each seed's loss as the models read it: the validation loss where every seed has
         one, else the final training loss."""
+        return self.validation_losses if self.on_validation() else self.final_losses
+
+    def on_validation(self) -> bool:
+        """Whether :meth:`seed_losses` (and so the value) are validation losses."""
         v = self.validation_losses
-        if len(v) == len(self.final_losses) and all(x is not None for x in v):
-            return v
-        return self.final_losses
+        return bool(v) and len(v) == len(self.final_losses) and all(x is not None for x in v)
 
     @property
     def value(self) -> float | None:
