@@ -245,17 +245,22 @@ TRACKER_SCRIPT = """
 async () => {
   const src = document.querySelector("script[type=module]").src.replace(/app\\.js$/, "tracker.js");
   const { TrialTracker, ranges } = await import(src);
-  const N = 1000;
-  const stored = Array.from({ length: N }, (_, n) => ({
-    number: n, state: n < 990 ? "complete" : "running", attempt: 0, value: 1, intermediate: [],
-  }));
+  const N = 6000;
+  const stored = Array.from({ length: N }, (_, n) => ({ number: n, state: n < N - 10 ? "complete" : "running" }));
   const calls = [];
   const api = {
-    async trials(id, after, limit) {
+    async trialColumns(id, after, limit) {  // the compact feed's shape (trial_feed.py)
       calls.push([after, limit]);
       const rest = stored.filter((t) => t.number > after);
-      const page = rest.slice(0, limit).map((t) => ({ ...t }));
-      return { trials: page, next_after: rest.length > limit ? page[page.length - 1].number : null };
+      const page = rest.slice(0, limit);
+      const col = (f) => page.map(f);
+      return {
+        number: col((t) => t.number), state: col((t) => t.state), source: col(() => "sampler"),
+        attempt: col(() => 1), params: { learning_rate: col(() => 1e-3) }, value: col(() => 1),
+        on_validation: col(() => true), diverged_at_step: col(() => null), last_step: col(() => null),
+        wall_s: col(() => 1), errors: {},
+        next_after: rest.length > limit ? page[page.length - 1].number : null,
+      };
     },
   };
   const job = (status) => {
@@ -271,9 +276,9 @@ async () => {
   };
   await poll("first", "running");
   await poll("unchanged", "running");
-  for (let n = 990; n < 995; n += 1) stored[n].state = "complete";
+  for (let n = N - 10; n < N - 5; n += 1) stored[n].state = "complete";
   await poll("five_finished", "running");
-  for (let n = 995; n < N; n += 1) stored[n].state = "complete";
+  for (let n = N - 5; n < N; n += 1) stored[n].state = "complete";
   await poll("all_finished", "finished");
   for (let i = 0; i < 5; i += 1) await poll(`ended_${i}`, "finished");
   out.held = tracker.trials.length;
@@ -284,20 +289,20 @@ async () => {
 """
 
 
-def test_a_thousand_trial_job_stays_cheap_to_follow(browser: Any, site: Site) -> None:
-    """The trial tracker (tracker.js, in the browser) against a fake 1,000-trial job: the
+def test_a_six_thousand_trial_job_stays_cheap_to_follow(browser: Any, site: Site) -> None:
+    """The trial tracker (tracker.js, in the browser) against a fake 6,000-trial job: the
     first poll pages through all trials, later ones read only the trials still running,
     and a finished job costs no trial read at all."""
     context, page, probe = open_page(browser, site)
     try:
         page.goto(f"{site.url}/dashboard")
         out = page.evaluate(TRACKER_SCRIPT)
-        assert out["first"] == [[-1, 500], [499, 500]]
+        assert out["first"] == [[-1, 5000], [4999, 5000]]
         assert out["unchanged"] == []
-        assert out["five_finished"] == [[989, 10]]  # the ten that were running
-        assert out["all_finished"] == [[994, 5]]  # the five still running
+        assert out["five_finished"] == [[5989, 10]]  # the ten that were running
+        assert out["all_finished"] == [[5994, 5]]  # the five still running
         assert all(out[f"ended_{i}"] == [] for i in range(5))
-        assert out["held"] == out["complete"] == 1000
+        assert out["held"] == out["complete"] == 6000
         assert out["merged"] == [[1, 52], [100, 100]]
         assert probe.errors() == []
     finally:

@@ -141,9 +141,9 @@ class Probe:
 
     def _response(self, response: Any) -> None:
         self.responses.append((response.request.method, response.url, response.status))
-        if "/trials?" in response.url and response.status == 200:
-            trials = [(t["number"], t["state"]) for t in response.json()["trials"]]
-            self.trial_pages.append((response.url, trials))
+        if "/trials/columns?" in response.url and response.status == 200:
+            page = response.json()
+            self.trial_pages.append((response.url, list(zip(page["number"], page["state"]))))
 
     def errors(self, *expected: str) -> list[str]:
         """Console errors and page errors, but for the expected HTTP statuses' own messages

@@ -79,9 +79,23 @@ export class Api {
     return this.request(`jobs/${encodeURIComponent(id)}`, { signal });
   }
 
-  /** Trials numbered above `after`, at most `limit` of them; `next_after` pages on. */
-  trials(id, after, limit, { signal } = {}) {
-    return this.request(`jobs/${encodeURIComponent(id)}/trials?after=${after}&limit=${limit}`, { signal });
+  /** Trials numbered above `after` as columns, without their reports (see trial_feed.py). */
+  trialColumns(id, after, limit, { signal } = {}) {
+    return this.request(`jobs/${encodeURIComponent(id)}/trials/columns?after=${after}&limit=${limit}`, { signal });
+  }
+
+  /** Loss against step for the trials numbered `numbers` (at most 50). */
+  curves(id, numbers, { signal } = {}) {
+    const query = numbers.map((n) => `trial=${n}`).join("&");
+    return this.request(`jobs/${encodeURIComponent(id)}/curves?${query}`, { signal });
+  }
+
+  importance(id, { signal } = {}) {
+    return this.request(`jobs/${encodeURIComponent(id)}/importance`, { signal });
+  }
+
+  workers({ limit = 50, signal } = {}) {
+    return this.request(`workers?limit=${limit}`, { signal });
   }
 
   recommendation(id, { signal } = {}) {

@@ -1,15 +1,14 @@
 // The dashboard's controller: the key prompt, the hash route (#/jobs/<id>), and the poll
-// loop that keeps the job list and the selected job live (about every 2 s).
+// loop that keeps the job list and the selected job (follow.js) live (about every 2 s).
 //
 // 401/403 bring the key prompt back with the server's reason; network errors, 429 and 5xx
 // show a banner that does not block the page, and polling goes on.
 
-import { Api, ApiError, NetworkError, describe } from "./api.js";
+import { Api, ApiError, NetworkError } from "./api.js";
 import { byId } from "./dom.js";
+import { JobFollower } from "./follow.js";
 import { JobList } from "./joblist.js";
-import { JobView } from "./jobview.js";
 import { forgetKey, loadKey, saveKey } from "./keystore.js";
-import { TrialTracker } from "./tracker.js";
 
 const POLL_MS = 2000;
 const HIDDEN_POLL_MS = 10000;
@@ -33,7 +32,7 @@ class Dashboard {
 
     this.api = null;
     this.session = 0; // bumps when the key changes: answers of an older session are dropped
-    this.selection = null; // {id, tracker, view, recKey, notFound, drawn, abort}
+    this.selection = null; // the JobFollower of the selected job
     this.timer = null;
     this.ticking = false;
     this.again = false;
@@ -125,13 +124,16 @@ class Dashboard {
     this.jobList.select(id);
     this.placeholder.hidden = id !== null;
     if (id === null) return;
-    this.selection = { id, tracker: new TrialTracker(this.api, id), view: null, recKey: null, notFound: false, abort: new AbortController() };
+    const follower = new JobFollower(this.api, id, this.jobRoot, {
+      onCancel: () => this.cancel(follower),
+      onError: (err) => this.failed(err),
+    });
+    this.selection = follower;
     this.pollNow();
   }
 
   deselect() {
-    this.selection?.abort.abort();
-    this.selection?.view?.close();
+    this.selection?.close();
     this.selection = null;
     this.jobRoot.hidden = true;
     this.jobRoot.replaceChildren();
@@ -139,13 +141,12 @@ class Dashboard {
     this.placeholder.hidden = false;
   }
 
-  async refreshSelected(api) {
+  async refreshSelected() {
     const sel = this.selection;
     if (!sel || sel.notFound) return;
-    const { signal } = sel.abort;
     let job;
     try {
-      job = await api.job(sel.id, { signal });
+      job = await sel.refresh();
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) {
         if (sel === this.selection) this.showNotFound(sel);
@@ -153,35 +154,9 @@ class Dashboard {
       }
       throw err;
     }
-    if (sel !== this.selection) return;
-    if (!sel.view) {
-      sel.view = new JobView(this.jobRoot, { onCancel: () => this.cancel(sel) });
-      this.jobRoot.hidden = false;
+    if (sel === this.selection) {
+      document.title = `${job.progress.finished}/${job.progress.n_trials} · ${job.name} · acprop-tuner`;
     }
-    sel.view.setJob(job);
-    document.title = `${job.progress.finished}/${job.progress.n_trials} · ${job.name} · acprop-tuner`;
-
-    const changed = await sel.tracker.refresh(job, { signal });
-    if (sel !== this.selection) return;
-    if (changed || !sel.drawn) {
-      sel.view.setTrials(sel.tracker.trials);
-      sel.drawn = true;
-    }
-
-    // The recommendation only changes with the finished trials it uses, or the job's end.
-    const p = job.progress;
-    const recKey = `${job.status}|${p.complete}|${p.diverged}`;
-    if (recKey === sel.recKey) return;
-    let state;
-    try {
-      state = { rec: await api.recommendation(sel.id, { signal }) };
-    } catch (err) {
-      if (!(err instanceof ApiError && err.status === 409)) throw err;
-      state = { reason: describe(err.detail), ended: !["queued", "running"].includes(job.status) };
-    }
-    if (sel !== this.selection) return;
-    sel.view.setRecommendation(state);
-    sel.recKey = recKey;
   }
 
   showNotFound(sel) {
@@ -227,7 +202,7 @@ class Dashboard {
     this.again = false;
     let delay = POLL_MS;
     try {
-      await Promise.all([this.refreshJobs(api, session), this.refreshSelected(api)]);
+      await Promise.all([this.refreshJobs(api, session), this.refreshSelected()]);
       if (session === this.session) this.setBanner(null);
     } catch (err) {
       if (session === this.session) delay = this.failed(err);

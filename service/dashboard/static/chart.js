@@ -1,5 +1,6 @@
-// A very small plotting kit for inline SVG: scales, ticks, axes and a colour ramp.
-// Charts draw in a fixed viewBox and the SVG scales to its container's width.
+// A very small plotting kit for inline SVG: scales, ticks, axes, line series and a colour
+// ramp. Charts draw in a viewBox that follows their container's width (`layout`), and the
+// SVG scales to it.
 
 import { s } from "./dom.js";
 import { num } from "./format.js";
@@ -78,6 +79,55 @@ export function logExtent(values, pad = 1.5) {
   const lo = Math.min(...pos);
   const hi = Math.max(...pos);
   return hi / lo < 10 ? [lo / 3, hi * 3] : [lo / pad, hi * pad];
+}
+
+/** The drawing size for a container `width` px wide: the viewBox follows the real width
+ * (within bounds), so labels keep their size on a phone instead of shrinking with it. */
+export function layout(width) {
+  const w = Math.round(Math.min(760, Math.max(340, width || 640)));
+  const h = Math.round(Math.max(260, Math.min(360, w * 0.56)));
+  return { w, h, box: { left: 64, right: w - 16, top: 46, bottom: h - 46 } };
+}
+
+/** An empty chart: an SVG image with an accessible label. */
+export function frame(size, label) {
+  return s("svg", { class: "chart", viewBox: `0 0 ${size.w} ${size.h}`, role: "img", "aria-label": label, preserveAspectRatio: "xMidYMid meet" });
+}
+
+/**
+ * Line series drawn with scales `x` and `y`, in order (later ones on top). A series is
+ * `{key, label, className, points: [[x, y], ...], end?: {x, y, className, label}}`: a null
+ * or non-finite y breaks the line; `end` marks a point of note (where a run diverged).
+ * Charts take extra series from outside (a layer of reference lines) in the same shape.
+ */
+export function lineSeries(series, x, y) {
+  const g = s("g", { class: "series" });
+  for (const line of series) {
+    let d = "";
+    let pen = false;
+    for (const [px, py] of line.points) {
+      if (!Number.isFinite(px) || !Number.isFinite(py)) {
+        pen = false;
+        continue;
+      }
+      d += `${pen ? "L" : "M"}${x(px).toFixed(1)},${y(py).toFixed(1)}`;
+      pen = true;
+    }
+    const group = s("g", { class: ["line", line.className], dataset: { series: line.key } },
+      s("title", {}, line.label));
+    if (d) group.append(s("path", { class: "line-path", d }));
+    if (line.end && Number.isFinite(line.end.x) && Number.isFinite(line.end.y)) {
+      group.append(
+        s("path", {
+          class: ["line-end", line.end.className],
+          d: "M-4,-4L4,4M-4,4L4,-4",
+          transform: `translate(${x(line.end.x).toFixed(1)} ${y(line.end.y).toFixed(1)})`,
+        }, s("title", {}, line.end.label)),
+      );
+    }
+    g.append(group);
+  }
+  return g;
 }
 
 /** Grid lines, ticks and labels for both axes of the plot area `box`. */

@@ -1,31 +1,57 @@
-// One job, followed live: header and cancel button, progress counts, the two charts, the
-// recommendation panel and the best trials. Built once per selected job, then updated.
+// One job, followed live: header and cancel button, the job's failure reason, progress
+// counts, the charts (final loss against learning rate, training curves, best loss so far),
+// the recommendation, parameter importance, failed trials, the workers, and every trial in
+// a sortable, paged table. Built once per selected job, then updated piece by piece.
+//
+// Layers: `addLayer({series?(ctx), recommendation?(rec)})` lets another module draw on this
+// view without changing it: `series` returns extra line series for the curves chart (in
+// chart.js's lineSeries shape, e.g. reference optimizers trained on the same seeds) and
+// `recommendation` nodes appended to the recommendation panel (e.g. a comparison line).
 
-import { h, replace, s } from "./dom.js";
+import { h, replace } from "./dom.js";
 import { duration, loss, num, time } from "./format.js";
-import { bestSoFar, lossVsLearningRate } from "./plots.js";
-import { rampBar } from "./chart.js";
+import { bestSoFar, lossVsLearningRate, scatterLegend } from "./plots.js";
+import { chooseCurves, lossCurves } from "./curves.js";
+import { renderFailures } from "./failures.js";
+import { renderImportance } from "./importance.js";
 import { renderRecommendation } from "./recommendation.js";
+import { TrialTable } from "./trialtable.js";
 import { progressBar, statusBadge } from "./widgets.js";
+import { renderWorkers } from "./workers.js";
 
-const COUNTS = [
-  ["complete", "complete"],
-  ["diverged", "diverged"],
-  ["pruned", "pruned"],
-  ["failed", "failed"],
-  ["running", "running"],
-  ["waiting", "waiting"],
-];
+const COUNTS = ["complete", "diverged", "pruned", "failed", "running", "waiting"];
 const ACTIVE = new Set(["queued", "running"]);
-const BEST_ROWS = 8;
+
+/** Which loss the final values are: validation where the workers measured it. */
+export function lossName(trials) {
+  let validated = 0;
+  let finished = 0;
+  for (const t of trials) {
+    if ((t.state === "complete" || t.state === "pruned") && Number.isFinite(t.value)) {
+      finished += 1;
+      if (t.onValidation) validated += 1;
+    }
+  }
+  if (finished && validated === finished) return "final validation loss";
+  if (validated === 0) return "final training loss";
+  return "final loss (validation where measured, else training)";
+}
+
+function card(id, title, ...body) {
+  return h("section", { class: "card", id, "aria-labelledby": `${id}-title` }, h("h2", { id: `${id}-title` }, title), ...body);
+}
 
 export class JobView {
-  constructor(root, { onCancel }) {
+  constructor(root, { onCancel, onPin }) {
     this.root = root;
     this.onCancel = onCancel;
     this.job = null;
     this.trials = [];
+    this.byNumber = new Map();
     this.rec = null;
+    this.curves = [];
+    this.pinned = new Set();
+    this.layers = [];
     this.confirmTimer = null;
 
     this.title = h("h1", { class: "job-title", id: "job-title" });
@@ -40,12 +66,28 @@ export class JobView {
     this.bar = h("div", { class: "bar-slot" });
     this.timing = h("p", { class: "muted small timing" });
     this.running = h("p", { class: "muted small running-now" });
+    this.scatterTitle = h("h2", { id: "scatter-title" }, "Final loss against learning rate");
     this.scatter = h("figure", { class: "chart-slot", id: "scatter" });
     this.legend = h("div", { class: "legend" });
+    this.curveChart = h("figure", { class: "chart-slot", id: "curves" });
+    this.curveNote = h("p", { class: "muted small" });
     this.best = h("figure", { class: "chart-slot", id: "best-curve" });
     this.recPanel = h("section", { class: "card rec-card", id: "rec-panel", "aria-labelledby": "rec-title", "aria-live": "polite" });
-    this.table = h("div", { class: "table-slot" });
+    this.importance = h("section", { class: "card", id: "importance", "aria-labelledby": "importance-title" });
+    this.importance.hidden = true;
+    this.failures = h("section", { class: "card", id: "failures", "aria-labelledby": "failures-title" });
+    this.failures.hidden = true;
+    this.workers = h("section", { class: "card", id: "workers", "aria-labelledby": "workers-title" });
+    this.tableSlot = h("div");
+    this.table = new TrialTable(this.tableSlot, {
+      onPin: (number, on) => {
+        if (on) this.pinned.add(number);
+        else this.pinned.delete(number);
+        onPin();
+      },
+    });
     renderRecommendation(this.recPanel, { pending: true });
+    replace(this.workers, h("h2", { id: "workers-title" }, "Workers"), h("p", { class: "muted" }, "Loading…"));
     // Charts are drawn for their container's width: redraw when it changes a lot.
     this.drawnWidth = 0;
     this.resize = new ResizeObserver(() => {
@@ -62,14 +104,23 @@ export class JobView {
       this.failure,
       h("section", { class: "card progress-card", "aria-label": "Progress" }, this.counts, this.bar, this.running, this.timing),
       h("div", { class: "panels" },
-        h("section", { class: "card chart-card wide", "aria-labelledby": "scatter-title" },
-          h("h2", { id: "scatter-title" }, "Final loss against learning rate"), this.scatter, this.legend),
+        h("section", { class: "card chart-card wide", "aria-labelledby": "scatter-title" }, this.scatterTitle, this.scatter, this.legend),
         this.recPanel,
-        h("section", { class: "card chart-card", "aria-labelledby": "best-title" },
-          h("h2", { id: "best-title" }, "Best loss so far"), this.best),
-        h("section", { class: "card", "aria-labelledby": "table-title" },
-          h("h2", { id: "table-title" }, "Best trials"), this.table)),
+        card("curves-card", "Training curves", this.curveChart, this.curveNote),
+        h("div", { class: "stack" },
+          card("best-card", "Best loss so far", this.best),
+          this.importance),
+        this.failures,
+        this.workers),
+      card("table-card", "Trials", this.tableSlot),
     );
+  }
+
+  /** Another module's drawing on this view (see the top of this file). */
+  addLayer(layer) {
+    this.layers.push(layer);
+    this._drawCurves();
+    renderRecommendation(this.recPanel, this.recState || { pending: true }, { extras: this._recExtras() });
   }
 
   /** The job (GET /jobs/{id}) was read. */
@@ -78,52 +129,64 @@ export class JobView {
     this.title.textContent = job.name;
     replace(this.badge, statusBadge(job.status));
     const b = job.budget;
-    this.sub.textContent = [
-      job.id,
-      `task ${job.task.name}`,
-      `sampler ${job.sampler}`,
-      `pruner ${job.pruner}`,
-      `${b.steps} steps × ${b.seeds} seeds`,
-    ].join(" · ");
+    this.sub.textContent = [job.id, `task ${job.task.name}`, `sampler ${job.sampler}`, `pruner ${job.pruner}`, `${b.steps} steps × ${b.seeds} seeds`].join(" · ");
     const active = ACTIVE.has(job.status);
     this.failure.hidden = !(job.status === "failed" && job.error);
     this.failure.textContent = this.failure.hidden ? "" : `This job failed: ${job.error}`;
     this.cancel.hidden = !active;
     if (!active) this._resetConfirm();
+    this.importance.hidden = this.tuned().length < 2;
 
     const p = job.progress;
-    const items = [["finished", `${p.finished} / ${p.n_trials}`], ...COUNTS.map(([k, label]) => [label, String(p[k])]), ["best loss", loss(job.best_value)]];
-    replace(
-      this.counts,
-      items.map(([label, value]) =>
-        h("div", { class: ["count", `count-${label.replace(" ", "-")}`] }, h("dt", {}, label), h("dd", { dataset: { count: label.replace(" ", "-") } }, value))),
-    );
+    const items = [["finished", `${p.finished} / ${p.n_trials}`], ...COUNTS.map((k) => [k, String(p[k])]), ["best loss", loss(job.best_value)]];
+    replace(this.counts, items.map(([label, value]) =>
+      h("div", { class: ["count", `count-${label.replace(" ", "-")}`] }, h("dt", {}, label), h("dd", { dataset: { count: label.replace(" ", "-") } }, value))));
     replace(this.bar, progressBar(p));
     const started = job.started_at ? Date.parse(job.started_at) : null;
     const ended = Date.parse(job.finished_at || job.cancelled_at || "") || null;
     this.timing.textContent = [
       `created ${time(job.created_at)}`,
       started ? `${ended ? "ran" : "running for"} ${duration(((ended || Date.now()) - started) / 1000)}` : "not started yet",
-      job.error ? `error: ${job.error}` : "",
-    ].filter(Boolean).join(" · ");
+    ].join(" · ");
   }
 
   /** The trials changed (number order). */
-  setTrials(trials) {
+  setTrials(trials, byNumber) {
     this.trials = trials;
-    this._drawCharts();
+    this.byNumber = byNumber;
     const running = trials.filter((t) => t.state === "running");
     this.running.textContent = running.length
-      ? `Running now: ${running.slice(0, 6).map((t) => `#${t.number}${t.intermediate.length ? ` at step ${t.intermediate[t.intermediate.length - 1].step}` : ""}`).join(", ")}${running.length > 6 ? ", …" : ""}`
+      ? `Running now: ${running.slice(0, 6).map((t) => `#${t.number}${t.lastStep ? ` at step ${t.lastStep}` : ""}`).join(", ")}${running.length > 6 ? ", …" : ""}`
       : "";
-    this._drawTable();
+    this._drawCharts();
+    renderFailures(this.failures, trials.filter((t) => t.state === "failed"));
+    this.table.update(trials, this.tuned(), this.pinned);
+  }
+
+  /** The trial numbers whose curves the chart should show now. */
+  curveNumbers() {
+    return chooseCurves(this.trials, this.pinned);
+  }
+
+  setCurves(curves) {
+    this.curves = curves;
+    this._drawCurves();
+  }
+
+  setImportance(answer) {
+    if (this.tuned().length >= 2) renderImportance(this.importance, answer);
+  }
+
+  setWorkers(page) {
+    renderWorkers(this.workers, page);
   }
 
   /** {rec} or {reason}. */
   setRecommendation(state) {
     this.rec = state.rec || null;
-    renderRecommendation(this.recPanel, state);
-    this._drawCharts();
+    this.recState = state;
+    renderRecommendation(this.recPanel, state, { extras: this._recExtras() });
+    this._drawScatter();
   }
 
   tuned() {
@@ -135,73 +198,58 @@ export class JobView {
     this.resize.disconnect();
   }
 
+  _recExtras() {
+    return this.rec ? this.layers.flatMap((layer) => (layer.recommendation ? layer.recommendation(this.rec) : [])) : [];
+  }
+
   _drawCharts() {
     if (!this.job) return;
     this.drawnWidth = this.scatter.clientWidth;
+    this._drawScatter();
+    const done = this.trials.filter((t) => t.state === "complete").length;
+    replace(this.best, bestSoFar(this.trials, {
+      nTrials: this.job.progress.n_trials,
+      label: `Best loss so far over ${done} complete trials: ${loss(this.job.best_value)}`,
+      width: this.best.clientWidth,
+      lossName: lossName(this.trials),
+    }));
+    this._drawCurves();
+  }
+
+  _drawScatter() {
+    if (!this.job) return;
     const trials = this.trials;
     const tuned = this.tuned();
+    const name = lossName(trials);
+    this.scatterTitle.textContent = `${name[0].toUpperCase()}${name.slice(1)} against learning rate`;
     const done = trials.filter((t) => t.state === "complete").length;
     const div = trials.filter((t) => t.state === "diverged").length;
-    replace(
-      this.scatter,
-      lossVsLearningRate(trials, {
-        space: this.job.space,
-        rec: this.rec,
-        tuned,
-        label: `Final loss against learning rate: ${done} complete trials, ${div} diverged${this.rec ? `; recommended learning rate ${num(this.rec.learning_rate)}` : ""}`,
-        width: this.scatter.clientWidth,
-      }),
-    );
-    replace(
-      this.best,
-      bestSoFar(trials, {
-        nTrials: this.job.progress.n_trials,
-        label: `Best loss so far over ${done} complete trials: ${loss(this.job.best_value)}`,
-        width: this.best.clientWidth,
-      }),
-    );
-    this._drawLegend(tuned);
+    replace(this.scatter, lossVsLearningRate(trials, {
+      space: this.job.space,
+      rec: this.rec,
+      tuned,
+      lossName: name,
+      label: `${name} against learning rate: ${done} complete trials, ${div} diverged${this.rec ? `; recommended learning rate ${num(this.rec.learning_rate)}` : ""}`,
+      width: this.scatter.clientWidth,
+    }));
+    replace(this.legend, scatterLegend(this.job.space, this.rec, tuned));
   }
 
-  _drawLegend(tuned) {
-    const eps = this.job.space.eps_root;
-    const swatch = (cls, shape) => s("svg", { class: "swatch", viewBox: "-6 -6 12 12", width: 12, height: 12, "aria-hidden": "true" }, s(shape.tag, { class: cls, ...shape.attrs }));
-    const items = [
-      h("span", { class: "legend-item" }, swatch("pt legend-pt", { tag: "circle", attrs: { r: 4.5 } }), "complete"),
-      h("span", { class: "legend-item" }, swatch("pt pruned", { tag: "circle", attrs: { r: 4 } }), "pruned"),
-      h("span", { class: "legend-item" }, swatch("div-mark", { tag: "path", attrs: { d: "M-4,-4L4,4M-4,4L4,-4" } }), "diverged (at top; hover for the step)"),
-    ];
-    if (this.rec) {
-      items.push(
-        h("span", { class: "legend-item" }, swatch("rec-interval", { tag: "rect", attrs: { x: -5, y: -5, width: 10, height: 10 } }), "lr interval"),
-        h("span", { class: "legend-item" }, swatch("rec-lr", { tag: "line", attrs: { x1: 0, x2: 0, y1: -6, y2: 6 } }), "recommended"),
-        h("span", { class: "legend-item" }, swatch("rec-edge", { tag: "line", attrs: { x1: 0, x2: 0, y1: -6, y2: 6 } }), "divergence edge"),
-      );
-    }
-    if (tuned.includes("eps_root")) {
-      items.push(h("span", { class: "legend-item" }, "eps_root ", num(eps.low, 1), " ", rampBar(), " ", num(eps.high, 1)));
-    }
-    replace(this.legend, items);
-  }
-
-  _drawTable() {
-    const tuned = this.tuned();
-    const best = this.trials.filter((t) => t.state === "complete" && Number.isFinite(t.value)).sort((a, b) => a.value - b.value).slice(0, BEST_ROWS);
-    if (!best.length) {
-      replace(this.table, h("p", { class: "muted" }, "No complete trial yet."));
-      return;
-    }
-    replace(
-      this.table,
-      h("table", { class: "trials" },
-        h("caption", { class: "visually-hidden" }, "The complete trials with the lowest final loss"),
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "#"), tuned.map((n) => h("th", { scope: "col" }, n)), h("th", { scope: "col" }, "loss"), h("th", { scope: "col" }, "source"))),
-        h("tbody", {}, best.map((t) => h("tr", {},
-          h("td", {}, String(t.number)),
-          tuned.map((n) => h("td", {}, num(t.params[n]))),
-          h("td", {}, loss(t.value)),
-          h("td", { class: "muted" }, t.source))))),
-    );
+  _drawCurves() {
+    if (!this.job) return;
+    const extraSeries = this.layers.flatMap((layer) => (layer.series ? layer.series({ job: this.job, curves: this.curves }) : []));
+    const { svg, lines } = lossCurves(this.curves, {
+      trials: this.byNumber,
+      steps: this.job.budget.steps,
+      width: this.curveChart.clientWidth,
+      extraSeries,
+      label: `Training loss against step for ${this.curves.length} trials`,
+    });
+    replace(this.curveChart, svg);
+    const diverged = lines.filter((l) => l.diverged !== null).length;
+    this.curveNote.textContent = this.curves.length
+      ? `The ${lines.length - diverged} best complete trials${diverged ? ` and ${diverged} diverged ones (× marks the step)` : ""}${this.pinned.size ? ", with those pinned in the table" : ""}.`
+      : "";
   }
 
   _cancelClicked() {

@@ -1,19 +1,13 @@
-// The job's two charts, as inline SVG: final loss against learning rate (with the
-// recommendation drawn on it) and the best loss so far against trial number.
+// The job's two charts of final losses, as inline SVG: final loss against learning rate
+// (with the recommendation drawn on it) and the best loss so far against trial number.
+// `lossName` says which loss the y axis is (the validation loss where the workers measured
+// one, else the final training loss).
 
-import { axes, linearScale, logExtent, logScale, lossScale, ramp } from "./chart.js";
-import { s } from "./dom.js";
+import { axes, frame, layout, linearScale, logExtent, logScale, lossScale, ramp, rampBar } from "./chart.js";
+import { h, s } from "./dom.js";
 import { loss, num } from "./format.js";
 
 const BAND_Y = 24; // the "diverged" strip above the plot area
-
-/** The drawing size for a container `width` px wide: the viewBox follows the real width
- * (within bounds), so labels keep their size on a phone instead of shrinking with it. */
-function layout(width) {
-  const w = Math.round(Math.min(760, Math.max(340, width || 640)));
-  const h = Math.round(Math.max(260, Math.min(360, w * 0.56)));
-  return { w, h, box: { left: 64, right: w - 16, top: 46, bottom: h - 46 } };
-}
 
 function finiteLoss(t) {
   return (t.state === "complete" || t.state === "pruned") && Number.isFinite(t.value);
@@ -25,10 +19,6 @@ function describeTrial(t, tuned) {
   if (t.state === "diverged") parts.push(`diverged at step ${t.diverged_at_step ?? "?"}`);
   else parts.push(`loss ${loss(t.value)}${t.state === "pruned" ? " (pruned)" : ""}`);
   return parts.join(" · ");
-}
-
-function frame(size, label) {
-  return s("svg", { class: "chart", viewBox: `0 0 ${size.w} ${size.h}`, role: "img", "aria-label": label, preserveAspectRatio: "xMidYMid meet" });
 }
 
 function divergedBand(svg, BOX) {
@@ -46,7 +36,7 @@ function emptyNote(svg, BOX, text) {
  * Final loss against learning rate. `space` is the job's search space (for the x range and
  * whether eps_root is tuned); `rec` the recommendation or null.
  */
-export function lossVsLearningRate(trials, { space, rec, tuned, label, width }) {
+export function lossVsLearningRate(trials, { space, rec, tuned, label, width, lossName = "final loss" }) {
   const size = layout(width);
   const BOX = size.box;
   const svg = frame(size, label);
@@ -63,7 +53,7 @@ export function lossVsLearningRate(trials, { space, rec, tuned, label, width }) 
   const colour = epsRange ? epsRootColour(epsRange) : () => null;
   const inX = (v) => Number.isFinite(v) && v >= x0 && v <= x1;
 
-  svg.append(axes(BOX, x, y, { xLabel: "learning rate (log scale)", yLabel: y.log ? "final loss (log scale)" : "final loss" }));
+  svg.append(axes(BOX, x, y, { xLabel: "learning rate (log scale)", yLabel: y.log ? `${lossName} (log scale)` : lossName }));
   divergedBand(svg, BOX);
 
   if (rec) {
@@ -132,7 +122,7 @@ function epsRootColour(range) {
 }
 
 /** The lowest final loss among trials numbered up to n, against n. */
-export function bestSoFar(trials, { nTrials, label, width }) {
+export function bestSoFar(trials, { nTrials, label, width, lossName = "final loss" }) {
   const size = layout(width);
   const BOX = size.box;
   const svg = frame(size, label);
@@ -142,7 +132,7 @@ export function bestSoFar(trials, { nTrials, label, width }) {
   const y = lossScale(finished.map((t) => t.value), BOX.bottom, BOX.top);
   svg.append(axes(BOX, x, y, {
     xLabel: "trial number",
-    yLabel: y.log ? "final loss (log scale)" : "final loss",
+    yLabel: y.log ? `${lossName} (log scale)` : lossName,
     xFormat: (v) => String(Math.round(v)),
   }));
   divergedBand(svg, BOX);
@@ -178,4 +168,27 @@ export function bestSoFar(trials, { nTrials, label, width }) {
     emptyNote(svg, BOX, "no complete trial yet");
   }
   return svg;
+}
+
+/** The legend of the loss-against-learning-rate chart. */
+export function scatterLegend(space, rec, tuned) {
+  const swatch = (cls, shape) => s("svg", { class: "swatch", viewBox: "-6 -6 12 12", width: 12, height: 12, "aria-hidden": "true" }, s(shape.tag, { class: cls, ...shape.attrs }));
+  const item = (...children) => h("span", { class: "legend-item" }, ...children);
+  const items = [
+    item(swatch("pt legend-pt", { tag: "circle", attrs: { r: 4.5 } }), "complete"),
+    item(swatch("pt pruned", { tag: "circle", attrs: { r: 4 } }), "pruned"),
+    item(swatch("div-mark", { tag: "path", attrs: { d: "M-4,-4L4,4M-4,4L4,-4" } }), "diverged (at top; hover for the step)"),
+  ];
+  if (rec) {
+    items.push(
+      item(swatch("rec-interval", { tag: "rect", attrs: { x: -5, y: -5, width: 10, height: 10 } }), "lr interval"),
+      item(swatch("rec-lr", { tag: "line", attrs: { x1: 0, x2: 0, y1: -6, y2: 6 } }), "recommended"),
+      item(swatch("rec-edge", { tag: "line", attrs: { x1: 0, x2: 0, y1: -6, y2: 6 } }), "divergence edge"),
+    );
+  }
+  if (tuned.includes("eps_root")) {
+    const eps = space.eps_root;
+    items.push(item("eps_root ", num(eps.low, 1), " ", rampBar(), " ", num(eps.high, 1)));
+  }
+  return items;
 }

@@ -8,11 +8,17 @@ import { loss, num, plural } from "./format.js";
 const PARAMS = ["learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay"];
 
 /** `state`: {rec} (the server's answer), {reason, ended} (409's detail; whether the job has
- * ended, so no answer will come) or {pending: true}. */
-export function renderRecommendation(panel, state) {
+ * ended, so no answer will come), {pending: true} or {computing: true} (asked, not answered
+ * yet). `extras`: nodes other layers add below an answer (see jobview.js). */
+export function renderRecommendation(panel, state, { extras = [] } = {}) {
   const title = h("h2", { id: "rec-title" }, "Recommendation");
   if (state.pending) {
     replace(panel, title, h("p", { class: "muted" }, "Waiting for finished trials…"));
+    return;
+  }
+  if (state.computing) {
+    replace(panel, title, h("p", { class: "muted", dataset: { testid: "rec-computing" } },
+      "The server is computing the recommendation from the finished trials…"));
     return;
   }
   if (!state.rec) {
@@ -56,6 +62,7 @@ export function renderRecommendation(panel, state) {
           `${plural(e.n_seeds_used, "seed")} used, ${e.n_trials_diverged} diverged; tuned: ${e.tuned.join(", ")}`),
       )),
     h("div", { class: "optax" }, h("pre", {}, code), h("div", { class: "optax-actions" }, copy, copied)),
+    extras,
   );
 }
 

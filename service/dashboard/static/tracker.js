@@ -1,4 +1,5 @@
-// A job's trials, kept up to date incrementally.
+// A job's trials, kept up to date incrementally, from the compact feed
+// (GET /jobs/{id}/trials/columns: one row of columns per trial, no reports).
 //
 // Each poll reads the job (one small request). Trials are numbered 0, 1, 2, ... in the
 // order they are created, so the job's progress counts tell whether anything changed:
@@ -7,11 +8,11 @@
 //   - a trial we hold can only change while it is waiting or running: re-fetch only
 //     those, as a few contiguous number ranges;
 //   - when the counts did not move, fetch no trials at all (running trials are still
-//     refreshed now and then, for their intermediate losses).
+//     refreshed now and then, for the step they last reported).
 // A finished job whose trials we hold therefore costs one request per poll, however many
 // trials it has.
 
-const PAGE = 500;
+const PAGE = 5000;
 const MAX_RANGES = 6; // per poll; closer ranges are merged beyond this
 const RUNNING_REFRESH_POLLS = 5;
 const OPEN_STATES = new Set(["waiting", "running"]);
@@ -25,16 +26,25 @@ export class TrialTracker {
     this.signature = null;
     this.polls = 0;
     this.version = 0; // bumps whenever a trial changed
+    this.changed = new Set(); // numbers changed since the view last took them
     this._sorted = [];
+    this._dirty = false;
   }
 
   /** Trials in number order. */
   get trials() {
-    if (this._sorted.length !== this.byNumber.size || this._dirty) {
+    if (this._dirty) {
       this._sorted = [...this.byNumber.values()].sort((a, b) => a.number - b.number);
       this._dirty = false;
     }
     return this._sorted;
+  }
+
+  /** The numbers of the trials that changed since the last call (and forget them). */
+  takeChanged() {
+    const out = this.changed;
+    this.changed = new Set();
+    return out;
   }
 
   /** Bring the trials up to date with `job` (just read); returns true if any changed. */
@@ -43,7 +53,8 @@ export class TrialTracker {
     const total = p.finished + p.waiting + p.running;
     const signature = [job.status, p.waiting, p.running, p.complete, p.pruned, p.diverged, p.failed].join("|");
     this.polls += 1;
-    const open = [...this.byNumber.values()].filter((t) => OPEN_STATES.has(t.state));
+    const open = [];
+    for (const t of this.byNumber.values()) if (OPEN_STATES.has(t.state)) open.push(t);
     const due =
       signature !== this.signature ||
       (open.some((t) => t.state === "running") && this.polls % RUNNING_REFRESH_POLLS === 0);
@@ -67,8 +78,8 @@ export class TrialTracker {
     for (;;) {
       const limit = last === null ? PAGE : Math.min(PAGE, last - cursor);
       if (limit <= 0) return;
-      const page = await this.api.trials(this.jobId, cursor, limit, { signal });
-      for (const trial of page.trials) this._store(trial);
+      const page = await this.api.trialColumns(this.jobId, cursor, limit, { signal });
+      for (const trial of rows(page)) this._store(trial);
       if (page.next_after === null || page.next_after === undefined) return;
       cursor = page.next_after;
     }
@@ -79,9 +90,35 @@ export class TrialTracker {
     if (old && sameTrial(old, trial)) return;
     this.byNumber.set(trial.number, trial);
     this.highest = Math.max(this.highest, trial.number);
+    this.changed.add(trial.number);
     this.version += 1;
     this._dirty = true;
   }
+}
+
+/** The feed's columns as one object per trial. */
+export function rows(page) {
+  const names = Object.keys(page.params);
+  const out = new Array(page.number.length);
+  for (let i = 0; i < out.length; i += 1) {
+    const params = {};
+    for (const name of names) params[name] = page.params[name][i];
+    const number = page.number[i];
+    out[i] = {
+      number,
+      state: page.state[i],
+      source: page.source[i],
+      attempt: page.attempt[i],
+      params,
+      value: page.value[i],
+      onValidation: page.on_validation[i],
+      diverged_at_step: page.diverged_at_step[i],
+      lastStep: page.last_step[i],
+      wall_s: page.wall_s[i],
+      error: page.errors[String(number)] ?? null,
+    };
+  }
+  return out;
 }
 
 function sameTrial(a, b) {
@@ -89,7 +126,8 @@ function sameTrial(a, b) {
     a.state === b.state &&
     a.attempt === b.attempt &&
     a.value === b.value &&
-    a.intermediate.length === b.intermediate.length
+    a.lastStep === b.lastStep &&
+    a.error === b.error
   );
 }
 

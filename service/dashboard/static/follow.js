@@ -1,0 +1,138 @@
+// Following the selected job: one `refresh` per poll reads the job, then only what changed
+// (tracker.js), then the panels that depend on it: curves (only those of trials not held
+// yet or still running), importance (when the finished trials changed, or while the server
+// is still computing it), the workers (every poll while the job runs). The recommendation is
+// asked beside the poll, never in its way: on a large job the server may take minutes to fit
+// it, and the page keeps updating meanwhile.
+//
+// In-page marks time it: `acprop:job-drawn` when the job view is first fully drawn, and an
+// `acprop:update` measure per poll that changed the trials, from its start to the last panel
+// drawn (the benchmark reads them: bench/dashboard.py).
+
+import { ApiError, describe } from "./api.js";
+import { CurveStore } from "./curves.js";
+import { JobView } from "./jobview.js";
+import { TrialTracker } from "./tracker.js";
+
+const WORKERS_EVERY_ENDED = 5; // polls between reads of the workers once the job has ended
+const ACTIVE = ["queued", "running"];
+
+export class JobFollower {
+  /** `onCancel()` cancels the job; `onError(err)` handles a failed side request. */
+  constructor(api, id, root, { onCancel, onError }) {
+    this.api = api;
+    this.id = id;
+    this.root = root;
+    this.onCancel = onCancel;
+    this.onError = onError;
+    this.tracker = new TrialTracker(api, id);
+    this.curves = new CurveStore(api, id);
+    this.abort = new AbortController();
+    this.view = null;
+    this.closed = false;
+    this.drawn = false;
+    this.polls = 0;
+    this.recKey = null; // the job state the shown recommendation is for
+    this.recAsked = false;
+    this.impKey = null;
+    this.impComputing = false;
+  }
+
+  close() {
+    this.closed = true;
+    this.abort.abort();
+    this.view?.close();
+  }
+
+  /** One poll's work; resolves with the job, or throws the API's error (404 included). */
+  async refresh() {
+    const { signal } = this.abort;
+    const started = performance.now();
+    const job = await this.api.job(this.id, { signal });
+    if (this.closed) return job;
+    if (!this.view) {
+      this.view = new JobView(this.root, {
+        onCancel: () => this.onCancel(),
+        onPin: () => this.refreshCurves().catch((err) => this.onError(err)),
+      });
+      this.root.hidden = false;
+    }
+    this.view.setJob(job);
+    this.polls += 1;
+
+    const changed = await this.tracker.refresh(job, { signal });
+    if (this.closed) return job;
+    const first = !this.drawn;
+    if (changed || first) this.view.setTrials(this.tracker.trials, this.tracker.byNumber);
+    const p = job.progress;
+    const impKey = `${p.complete}|${p.diverged}`;
+    const panels = [];
+    if (changed || first) panels.push(this.refreshCurves());
+    if (this.view.tuned().length >= 2 && (impKey !== this.impKey || this.impComputing)) {
+      panels.push(this.refreshImportance(impKey));
+    }
+    if (first || ACTIVE.includes(job.status) || this.polls % WORKERS_EVERY_ENDED === 0) {
+      panels.push(this.refreshWorkers());
+    }
+    await Promise.all(panels);
+    if (this.closed) return job;
+    const detail = { job: this.id, trials: this.tracker.trials.length };
+    if (first) {
+      this.drawn = true;
+      performance.mark("acprop:job-drawn", { detail });
+    } else if (changed) {
+      performance.measure("acprop:update", { start: started, detail });
+    }
+    this.askRecommendation(job);
+    return job;
+  }
+
+  async refreshCurves() {
+    const numbers = this.view.curveNumbers();
+    const curves = await this.curves.get(numbers, this.tracker.byNumber, { signal: this.abort.signal });
+    if (!this.closed) this.view.setCurves(curves);
+  }
+
+  async refreshImportance(key) {
+    const answer = await this.api.importance(this.id, { signal: this.abort.signal });
+    if (this.closed) return;
+    this.view.setImportance(answer);
+    this.impKey = key;
+    this.impComputing = answer.computing;
+  }
+
+  async refreshWorkers() {
+    const page = await this.api.workers({ signal: this.abort.signal });
+    if (!this.closed) this.view.setWorkers(page);
+  }
+
+  /** The recommendation only changes with the finished trials it uses, or the job's end:
+   * asked again then, one request at a time. */
+  askRecommendation(job) {
+    const p = job.progress;
+    const key = `${job.status}|${p.complete}|${p.diverged}`;
+    if (key === this.recKey || this.recAsked) return;
+    this.recAsked = true;
+    if (this.recKey === null) this.view.setRecommendation({ computing: true });
+    const ended = !ACTIVE.includes(job.status);
+    this.api
+      .recommendation(this.id, { signal: this.abort.signal })
+      .then((rec) => ({ rec }))
+      .catch((err) => {
+        if (err instanceof ApiError && err.status === 409) return { reason: describe(err.detail), ended };
+        throw err;
+      })
+      .then((state) => {
+        if (this.closed) return;
+        this.view.setRecommendation(state);
+        this.recKey = key;
+        performance.mark("acprop:rec-drawn", { detail: { job: this.id } });
+      })
+      .catch((err) => {
+        if (!this.closed) this.onError(err);
+      })
+      .finally(() => {
+        this.recAsked = false;
+      });
+  }
+}
