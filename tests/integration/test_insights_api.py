@@ -126,7 +126,7 @@ def test_importance(client: TestClient, make_key: KeyFactory) -> None:
     assert set(importances) == {"learning_rate", "b1"}
     assert abs(sum(importances.values()) - 1) < 1e-9
     # The synthetic loss depends on the learning rate alone (and it alone decides divergence).
-    assert list(importances)[0] == "learning_rate" and importances["learning_rate"] > 0.5
+    assert next(iter(importances)) == "learning_rate" and importances["learning_rate"] > 0.5
 
     # One tuned setting: nothing to compare.
     single = _job(client, user, 12, space={**SPACE, "b1": {"value": 0.9}})
@@ -185,9 +185,7 @@ def test_reported_seconds_cannot_exceed_the_lease(
     before = count_rows(app)
     for field in ("wall_s", "compile_s"):
         body = {"token": lease["token"], "final_losses": [0.5, 0.5], field: 3600.0}
-        r = client.post(
-            "/api/v1/leases/complete", json={"results": [body]}, headers=worker.headers
-        )
+        r = client.post("/api/v1/leases/complete", json={"results": [body]}, headers=worker.headers)
         assert r.status_code == 422, r.text
         assert r.json()["detail"][0]["loc"] == ["body", "results", 0, field]
     assert count_rows(app) == before

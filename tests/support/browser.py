@@ -143,7 +143,9 @@ class Probe:
         self.responses.append((response.request.method, response.url, response.status))
         if "/trials/columns?" in response.url and response.status == 200:
             page = response.json()
-            self.trial_pages.append((response.url, list(zip(page["number"], page["state"]))))
+            self.trial_pages.append(
+                (response.url, list(zip(page["number"], page["state"], strict=True)))
+            )
 
     def errors(self, *expected: str) -> list[str]:
         """Console errors and page errors, but for the expected HTTP statuses' own messages
