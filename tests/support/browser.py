@@ -10,10 +10,11 @@ sets), where they fail.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ CHROMIUM_ARGS = [
 ]
 RESULTS = Path(__file__).resolve().parents[2] / "test-results"
 POLL_S = 2.0  # the page polls about this often
+FAILURE = "RuntimeError: RESOURCE_EXHAUSTED: out of memory allocating 2.1GiB"
 
 
 def chromium_path() -> str | None:
@@ -188,15 +190,16 @@ class SyntheticWorker:
     synthetic losses of tests/integration/test_recommendation_api.py (known optimum and
     divergence edge), so trials finish in milliseconds."""
 
-    def __init__(self, site: Site, worker_key: str) -> None:
+    def __init__(self, site: Site, worker_key: str, worker_id: str = "synthetic") -> None:
         self.client = site.client(worker_key)
+        self.worker_id = worker_id
 
     def close(self) -> None:
         self.client.close()
 
     def lease(self, capacity: int) -> list[dict[str, Any]]:
         r = self.client.post(
-            "/api/v1/leases", json={"worker_id": "synthetic", "capacity": capacity}
+            "/api/v1/leases", json={"worker_id": self.worker_id, "capacity": capacity}
         )
         assert r.status_code == 200, r.text
         return r.json()["leases"]
@@ -233,6 +236,61 @@ class SyntheticWorker:
             r = self.client.post("/api/v1/leases/complete", json={"results": results})
             assert r.status_code == 200, r.text
         return {"complete": len(leases) - diverged, "diverged": diverged}
+
+    def train(self, n: int, *, every: int, fail: Callable[[int], bool]) -> dict[str, int]:
+        """Lease up to `n` trials and report each every `every` steps of its schedule: the
+        loss falls from 2.0 to its final value; a trial past the divergence edge stops
+        reporting at step `2 * every` and diverges at `2 * every + 2`. Trials whose number
+        `fail` picks fail instead. Returns how many completed, diverged and failed."""
+        totals = {"complete": 0, "diverged": 0, "failed": 0}
+        while sum(totals.values()) < n:
+            leases = self.lease(min(8, n - sum(totals.values())))
+            if not leases:
+                break
+            steps = leases[0]["trial"]["steps"]
+            failing = [le for le in leases if fail(le["trial"]["number"])]
+            training = [le for le in leases if not fail(le["trial"]["number"])]
+            finals = {
+                le["token"]: synthetic_losses(le["trial"]["config"], le["trial"]["seeds"])
+                for le in training
+            }
+            edge = 2 * every + 2
+            for step in range(every, steps + 1, every):
+                reports = [
+                    {
+                        "token": token,
+                        "step": step,
+                        "losses": [f + (2.0 - f) * math.exp(-step / every) for f in losses],
+                    }
+                    for token, (losses, diverged) in finals.items()
+                    if not (diverged and step > edge)
+                ]
+                if reports:
+                    r = self.client.post("/api/v1/leases/report", json={"reports": reports})
+                    assert r.status_code == 200, r.text
+            results = [
+                {
+                    "token": token,
+                    "final_losses": [None if diverged else f for f in losses],
+                    "validation_losses": [None if diverged else f for f in losses],
+                    "diverged_at_step": [edge if diverged else None for _ in losses],
+                    "wall_s": 0.1,
+                    "compile_s": 0.05,
+                }
+                for token, (losses, diverged) in finals.items()
+            ]
+            if results:
+                r = self.client.post("/api/v1/leases/complete", json={"results": results})
+                assert r.status_code == 200, r.text
+            if failing:
+                failures = [{"token": le["token"], "error": FAILURE} for le in failing]
+                r = self.client.post("/api/v1/leases/fail", json={"failures": failures})
+                assert r.status_code == 200, r.text
+            diverged = sum(1 for _, d in finals.values() if d)
+            totals["complete"] += len(finals) - diverged
+            totals["diverged"] += diverged
+            totals["failed"] += len(failing)
+        return totals
 
     def run(self, n: int, capacity: int = 8) -> dict[str, int]:
         """Lease and complete up to `n` trials."""

@@ -110,8 +110,8 @@ export class JobView {
         h("div", { class: "stack" },
           card("best-card", "Best loss so far", this.best),
           this.importance),
-        this.failures,
-        this.workers),
+        this.workers,
+        this.failures),
       card("table-card", "Trials", this.tableSlot),
     );
   }
