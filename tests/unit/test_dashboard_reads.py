@@ -3,6 +3,7 @@ population, the throttle on worker sightings, and parameter importance on a know
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import uuid
@@ -20,7 +21,7 @@ def test_thinning_keeps_both_ends_and_at_most_the_bound() -> None:
     thinned = _thin(list(range(1_000)), 200)
     assert len(thinned) == 200 and thinned[0] == 0 and thinned[-1] == 999
     assert thinned == sorted(set(thinned))
-    gaps = {b - a for a, b in zip(thinned, thinned[1:], strict=False)}
+    gaps = {b - a for a, b in itertools.pairwise(thinned)}
     assert gaps <= {5, 6}  # evenly spaced
 
 
