@@ -85,6 +85,10 @@ class ImportanceOut(OutModel):
     )
     evaluator: str
     n_trials: int = Field(description="finished trials (complete and diverged) it is from")
+    n_read: int = Field(
+        description="how many of them the evaluator read (at most 1,000, evenly spread over "
+        "the trial numbers)"
+    )
     n_finished: int = Field(description="finished trials now; more than n_trials: stale")
     computing: bool = Field(description="a newer answer is being computed")
     reason: str | None

@@ -120,6 +120,7 @@ def get_importance(
         importances=answer.importances,
         evaluator=answer.evaluator,
         n_trials=max(answer.n_trials, 0),
+        n_read=answer.n_read,
         n_finished=answer.n_finished,
         computing=answer.computing,
         reason=answer.reason,

@@ -88,7 +88,8 @@ def test_job_followed_live_to_its_recommendation(browser: Any, site: Site) -> No
         expect(page.locator('[data-count="diverged"]')).to_have_text(str(diverged))
         expect(scatter.locator("circle.pt")).to_have_count(complete)
         expect(scatter.locator(".div-mark")).to_have_count(diverged)
-        # A diverged marker says at which step, in its tooltip.
+        # A diverged marker says at which step, in its tooltip (made when the pointer is on it).
+        scatter.locator(".div-mark").first.hover()
         expect(scatter.locator(".div-mark title").first).to_contain_text("diverged at step 3")
 
         # Enough evidence: the recommendation, drawn on the plot, with its optax line.

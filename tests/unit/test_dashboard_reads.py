@@ -11,7 +11,12 @@ import uuid
 import pytest
 
 from optimizer.space import Fixed, Range, SearchSpace
-from optimizer.tuning.importance import FinishedTrial, NotEnoughTrials, param_importances
+from optimizer.tuning.importance import (
+    MAX_TRIALS,
+    FinishedTrial,
+    NotEnoughTrials,
+    param_importances,
+)
 from service.broker.workers import Finished, Sightings
 from service.trial_feed import _thin
 
@@ -74,3 +79,18 @@ def test_importance_needs_two_tuned_settings_and_enough_trials() -> None:
         param_importances(_space("learning_rate"), few * 4, steps=10)
     with pytest.raises(NotEnoughTrials, match="at least 10"):
         param_importances(_space("learning_rate", "b1"), few, steps=10)
+
+
+def test_importance_reads_at_most_a_thousand_trials_spread_over_the_job() -> None:
+    rng = random.Random(1)
+    trials = [
+        FinishedTrial(
+            {"learning_rate": 10 ** rng.uniform(-5, 0), "b1": rng.uniform(0.8, 0.99)},
+            rng.random(),
+            number=n,
+        )
+        for n in range(2_500)
+    ]
+    found = param_importances(_space("learning_rate", "b1"), trials, steps=10)
+    assert found.n_trials == MAX_TRIALS
+    assert param_importances(_space("learning_rate", "b1"), trials[:MAX_TRIALS], steps=10)

@@ -1,18 +1,25 @@
 // Following the selected job: one `refresh` per poll reads the job, then only what changed
 // (tracker.js), then the panels that depend on it: curves (only those of trials not held
-// yet or still running), importance (when the finished trials changed, or while the server
-// is still computing it), the workers (every poll while the job runs). The recommendation is
+// yet or still running), importance and the workers (every poll while the job runs, beside
+// the job itself; once it has ended, the importance only while the server still computes
+// it, and the workers every fifth poll). The recommendation is
 // asked beside the poll, never in its way: on a large job the server may take minutes to fit
 // it, and the page keeps updating meanwhile.
 //
-// In-page marks time it: `acprop:job-drawn` when the job view is first fully drawn, and an
-// `acprop:update` measure per poll that changed the trials, from its start to the last panel
-// drawn (the benchmark reads them: bench/dashboard.py).
+// In-page marks time it: `acprop:job-drawn` when the job view is first fully drawn (its
+// frame painted), and an `acprop:update` measure per poll that changed the trials, from its
+// start to the frame with the last panel painted (the benchmark reads them: bench/dashboard.py).
 
 import { ApiError, describe } from "./api.js";
 import { CurveStore } from "./curves.js";
 import { JobView } from "./jobview.js";
 import { TrialTracker } from "./tracker.js";
+
+/** After the browser has drawn the next frame (at once in a hidden tab, which draws none). */
+function nextFrame() {
+  if (document.hidden) return Promise.resolve();
+  return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+}
 
 const WORKERS_EVERY_ENDED = 5; // polls between reads of the workers once the job has ended
 const ACTIVE = ["queued", "running"];
@@ -36,6 +43,7 @@ export class JobFollower {
     this.recAsked = false;
     this.impKey = null;
     this.impComputing = false;
+    this.status = null; // as last read
   }
 
   close() {
@@ -48,8 +56,19 @@ export class JobFollower {
   async refresh() {
     const { signal } = this.abort;
     const started = performance.now();
+    // While the job runs, what does not depend on its counts is read beside the job itself:
+    // the trials after the highest held, the workers, the importance (an answer from the
+    // server's cache), so that an update costs one round trip, not three.
+    const running = this.drawn && ACTIVE.includes(this.status);
+    const ahead = running ? this.tracker.readAhead(signal) : null;
+    const panels = [];
+    if (running) {
+      panels.push(this.refreshWorkers());
+      if (this.view.tuned().length >= 2) panels.push(this.refreshImportance());
+    }
     const job = await this.api.job(this.id, { signal });
     if (this.closed) return job;
+    this.status = job.status;
     if (!this.view) {
       this.view = new JobView(this.root, {
         onCancel: () => this.onCancel(),
@@ -59,23 +78,25 @@ export class JobFollower {
     }
     this.view.setJob(job);
     this.polls += 1;
-
-    const changed = await this.tracker.refresh(job, { signal });
-    if (this.closed) return job;
     const first = !this.drawn;
-    if (changed || first) this.view.setTrials(this.tracker.trials, this.tracker.byNumber);
     const p = job.progress;
-    const impKey = `${p.complete}|${p.diverged}`;
-    const panels = [];
-    if (changed || first) panels.push(this.refreshCurves());
-    if (this.view.tuned().length >= 2 && (impKey !== this.impKey || this.impComputing)) {
-      panels.push(this.refreshImportance(impKey));
+    const importance =
+      !running && this.view.tuned().length >= 2 && (`${p.complete + p.diverged}` !== this.impKey || this.impComputing);
+    if (!running && (first || this.polls % WORKERS_EVERY_ENDED === 0)) panels.push(this.refreshWorkers());
+    // (On the first poll the importance waits for the trials: a server with none kept starts
+    // computing it, which would compete with reading them.)
+    if (importance && !first) panels.push(this.refreshImportance());
+    const changed = await this.tracker.refresh(job, { signal, ahead });
+    if (this.closed) return job;
+    if (changed || first) {
+      const numbers = this.tracker.takeChanged();
+      this.view.setTrials(this.tracker.trials, this.tracker.byNumber, first ? null : numbers);
+      panels.push(this.refreshCurves());
     }
-    if (first || ACTIVE.includes(job.status) || this.polls % WORKERS_EVERY_ENDED === 0) {
-      panels.push(this.refreshWorkers());
-    }
+    if (importance && first) panels.push(this.refreshImportance());
     await Promise.all(panels);
     if (this.closed) return job;
+    if (first || changed) await nextFrame(); // the marks include drawing it on the screen
     const detail = { job: this.id, trials: this.tracker.trials.length };
     if (first) {
       this.drawn = true;
@@ -93,11 +114,11 @@ export class JobFollower {
     if (!this.closed) this.view.setCurves(curves);
   }
 
-  async refreshImportance(key) {
+  async refreshImportance() {
     const answer = await this.api.importance(this.id, { signal: this.abort.signal });
     if (this.closed) return;
     this.view.setImportance(answer);
-    this.impKey = key;
+    this.impKey = `${answer.n_finished}`;
     this.impComputing = answer.computing;
   }
 

@@ -27,13 +27,16 @@ export function plural(n, word, many = `${word}s`) {
   return `${n} ${n === 1 ? word : many}`;
 }
 
+// One formatter for every call: toLocaleString builds a new one each time (milliseconds).
+const DATE_TIME = new Intl.DateTimeFormat(undefined, {
+  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+});
+
 export function time(iso) {
   if (!iso) return DASH;
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return DASH;
-  return date.toLocaleString(undefined, {
-    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
-  });
+  return DATE_TIME.format(date);
 }
 
 /** Seconds as "42 s", "3 min 5 s", "1 h 2 min". */

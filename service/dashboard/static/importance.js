@@ -27,7 +27,9 @@ export function renderImportance(panel, answer) {
     title,
     h("div", { class: "imp-rows" }, rows),
     h("p", { class: "muted small" },
-      `${answer.evaluator} over ${plural(answer.n_trials, "finished trial")} (diverged ones count as the worst)`,
+      `${answer.evaluator} over ${plural(answer.n_trials, "finished trial")}`,
+      answer.n_read < answer.n_trials ? ` (${answer.n_read} of them, evenly spread)` : "",
+      "; diverged ones count as the worst",
       stale ? `; ${answer.n_finished - answer.n_trials} newer ones are being added` : ""),
   );
 }

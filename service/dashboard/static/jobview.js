@@ -10,7 +10,7 @@
 
 import { h, replace } from "./dom.js";
 import { duration, loss, num, time } from "./format.js";
-import { bestSoFar, lossVsLearningRate, scatterLegend } from "./plots.js";
+import { BestChart, ScatterChart, scatterLegend } from "./plots.js";
 import { chooseCurves, lossCurves } from "./curves.js";
 import { renderFailures } from "./failures.js";
 import { renderImportance } from "./importance.js";
@@ -72,6 +72,8 @@ export class JobView {
     this.curveChart = h("figure", { class: "chart-slot", id: "curves" });
     this.curveNote = h("p", { class: "muted small" });
     this.best = h("figure", { class: "chart-slot", id: "best-curve" });
+    this.scatterChart = new ScatterChart(this.scatter);
+    this.bestChart = new BestChart(this.best);
     this.recPanel = h("section", { class: "card rec-card", id: "rec-panel", "aria-labelledby": "rec-title", "aria-live": "polite" });
     this.importance = h("section", { class: "card", id: "importance", "aria-labelledby": "importance-title" });
     this.importance.hidden = true;
@@ -88,12 +90,16 @@ export class JobView {
     });
     renderRecommendation(this.recPanel, { pending: true });
     replace(this.workers, h("h2", { id: "workers-title" }, "Workers"), h("p", { class: "muted" }, "Loading…"));
-    // Charts are drawn for their container's width: redraw when it changes a lot.
+    // Charts are drawn for their container's width: redraw when it changes a lot. Widths
+    // come from the observer, never read while drawing: a read would force the page's layout
+    // in the middle of an update (the charts hold thousands of nodes).
     this.drawnWidth = 0;
-    this.resize = new ResizeObserver(() => {
-      if (Math.abs(this.scatter.clientWidth - this.drawnWidth) > 40) this._drawCharts();
+    this.widths = new Map();
+    this.resize = new ResizeObserver((entries) => {
+      for (const entry of entries) this.widths.set(entry.target, entry.contentRect.width);
+      if (Math.abs(this._width(this.scatter) - this.drawnWidth) > 40) this._drawCharts(null);
     });
-    this.resize.observe(this.scatter);
+    for (const figure of [this.scatter, this.best, this.curveChart]) this.resize.observe(figure);
 
     replace(
       root,
@@ -150,15 +156,15 @@ export class JobView {
     ].join(" · ");
   }
 
-  /** The trials changed (number order). */
-  setTrials(trials, byNumber) {
+  /** The trials changed (number order); `changed`: the numbers that did (null: all may). */
+  setTrials(trials, byNumber, changed = null) {
     this.trials = trials;
     this.byNumber = byNumber;
     const running = trials.filter((t) => t.state === "running");
     this.running.textContent = running.length
       ? `Running now: ${running.slice(0, 6).map((t) => `#${t.number}${t.lastStep ? ` at step ${t.lastStep}` : ""}`).join(", ")}${running.length > 6 ? ", …" : ""}`
       : "";
-    this._drawCharts();
+    this._drawCharts(changed);
     renderFailures(this.failures, trials.filter((t) => t.state === "failed"));
     this.table.update(trials, this.tuned(), this.pinned);
   }
@@ -186,7 +192,7 @@ export class JobView {
     this.rec = state.rec || null;
     this.recState = state;
     renderRecommendation(this.recPanel, state, { extras: this._recExtras() });
-    this._drawScatter();
+    this._drawScatter(new Set());
   }
 
   tuned() {
@@ -198,40 +204,49 @@ export class JobView {
     this.resize.disconnect();
   }
 
+  _width(figure) {
+    if (!this.widths.has(figure)) this.widths.set(figure, figure.clientWidth); // before the first observation
+    return this.widths.get(figure);
+  }
+
   _recExtras() {
     return this.rec ? this.layers.flatMap((layer) => (layer.recommendation ? layer.recommendation(this.rec) : [])) : [];
   }
 
-  _drawCharts() {
+  _drawCharts(changed) {
     if (!this.job) return;
-    this.drawnWidth = this.scatter.clientWidth;
-    this._drawScatter();
+    if (changed === null) this.drawnWidth = this._width(this.scatter);
+    this._drawScatter(changed);
     const done = this.trials.filter((t) => t.state === "complete").length;
-    replace(this.best, bestSoFar(this.trials, {
+    this.bestChart.draw(this.trials, this.byNumber, changed, {
       nTrials: this.job.progress.n_trials,
       label: `Best loss so far over ${done} complete trials: ${loss(this.job.best_value)}`,
-      width: this.best.clientWidth,
+      width: this._width(this.best),
       lossName: lossName(this.trials),
-    }));
+    });
     this._drawCurves();
   }
 
-  _drawScatter() {
+  _drawScatter(changed) {
     if (!this.job) return;
     const trials = this.trials;
     const tuned = this.tuned();
     const name = lossName(trials);
     this.scatterTitle.textContent = `${name[0].toUpperCase()}${name.slice(1)} against learning rate`;
-    const done = trials.filter((t) => t.state === "complete").length;
-    const div = trials.filter((t) => t.state === "diverged").length;
-    replace(this.scatter, lossVsLearningRate(trials, {
+    let done = 0;
+    let div = 0;
+    for (const t of trials) {
+      if (t.state === "complete") done += 1;
+      else if (t.state === "diverged") div += 1;
+    }
+    this.scatterChart.draw(trials, this.byNumber, changed, {
       space: this.job.space,
       rec: this.rec,
       tuned,
       lossName: name,
       label: `${name} against learning rate: ${done} complete trials, ${div} diverged${this.rec ? `; recommended learning rate ${num(this.rec.learning_rate)}` : ""}`,
-      width: this.scatter.clientWidth,
-    }));
+      width: this._width(this.scatter),
+    });
     replace(this.legend, scatterLegend(this.job.space, this.rec, tuned));
   }
 
@@ -241,7 +256,7 @@ export class JobView {
     const { svg, lines } = lossCurves(this.curves, {
       trials: this.byNumber,
       steps: this.job.budget.steps,
-      width: this.curveChart.clientWidth,
+      width: this._width(this.curveChart),
       extraSeries,
       label: `Training loss against step for ${this.curves.length} trials`,
     });

@@ -2,6 +2,13 @@
 // (with the recommendation drawn on it) and the best loss so far against trial number.
 // `lossName` says which loss the y axis is (the validation loss where the workers measured
 // one, else the final training loss).
+//
+// Both are drawn incrementally: a chart keeps one node per trial, and while its scales stay
+// the same (the learning-rate range is the job's; the loss range moves only with a new lowest
+// or highest loss) an update replaces only the nodes of the trials that changed, and redraws
+// the few lines on top. A job of 5,000 trials then costs a few nodes per poll, not 10,000.
+// A point's tooltip (its SVG <title>) is made when the pointer first reaches it, so the
+// charts hold one node per trial, not two.
 
 import { axes, frame, layout, linearScale, logExtent, logScale, lossScale, ramp, rampBar } from "./chart.js";
 import { h, s } from "./dom.js";
@@ -21,95 +28,160 @@ function describeTrial(t, tuned) {
   return parts.join(" · ");
 }
 
-function divergedBand(svg, BOX) {
-  svg.append(
+function divergedBand(BOX) {
+  return [
     s("rect", { class: "band", x: BOX.left, y: BAND_Y - 10, width: BOX.right - BOX.left, height: 20 }),
     s("text", { class: "band-label", x: BOX.left - 6, y: BAND_Y + 4, "text-anchor": "end" }, "diverged"),
-  );
+  ];
 }
 
-function emptyNote(svg, BOX, text) {
-  svg.append(s("text", { class: "empty-note", x: (BOX.left + BOX.right) / 2, y: (BOX.top + BOX.bottom) / 2, "text-anchor": "middle" }, text));
+function emptyNote(BOX, text) {
+  return s("text", { class: "empty-note", x: (BOX.left + BOX.right) / 2, y: (BOX.top + BOX.bottom) / 2, "text-anchor": "middle" }, text);
 }
 
-/**
- * Final loss against learning rate. `space` is the job's search space (for the x range and
- * whether eps_root is tuned); `rec` the recommendation or null.
- */
-export function lossVsLearningRate(trials, { space, rec, tuned, label, width, lossName = "final loss" }) {
-  const size = layout(width);
-  const BOX = size.box;
-  const svg = frame(size, label);
-  const finished = trials.filter(finiteLoss);
-  const diverged = trials.filter((t) => t.state === "diverged");
-  const lrRange = space.learning_rate;
-  const [x0, x1] =
-    lrRange && "low" in lrRange && lrRange.log !== false
-      ? [lrRange.low / 1.4, lrRange.high * 1.4] // a margin, so points at the range's ends show whole
-      : logExtent([...finished, ...diverged].map((t) => t.params.learning_rate));
-  const x = logScale(x0, x1, BOX.left, BOX.right);
-  const y = lossScale(finished.map((t) => t.value), BOX.bottom, BOX.top);
-  const epsRange = space.eps_root && "low" in space.eps_root && space.eps_root.low < space.eps_root.high ? space.eps_root : null;
-  const colour = epsRange ? epsRootColour(epsRange) : () => null;
-  const inX = (v) => Number.isFinite(v) && v >= x0 && v <= x1;
+function lossRange(trials, keep) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const t of trials) {
+    if (!keep(t)) continue;
+    if (t.value < lo) lo = t.value;
+    if (t.value > hi) hi = t.value;
+  }
+  return lo <= hi ? [lo, hi] : [];
+}
 
-  svg.append(axes(BOX, x, y, { xLabel: "learning rate (log scale)", yLabel: y.log ? `${lossName} (log scale)` : lossName }));
-  divergedBand(svg, BOX);
-
-  if (rec) {
-    const [a, b] = rec.lr_interval.map((v) => Math.min(x1, Math.max(x0, v)));
-    svg.append(
-      s("rect", { class: "rec-interval", x: x(a), y: BOX.top, width: Math.max(1.5, x(b) - x(a)), height: BOX.bottom - BOX.top },
-        s("title", {}, `lr interval ${num(rec.lr_interval[0])} – ${num(rec.lr_interval[1])}`)),
-    );
-    if (inX(rec.divergence_lr)) {
-      const px = x(rec.divergence_lr);
-      svg.append(
-        s("line", { class: "rec-edge", x1: px, x2: px, y1: BAND_Y - 10, y2: BOX.bottom },
-          s("title", {}, `divergence edge ≈ ${num(rec.divergence_lr)}`)),
-        s("text", { class: "rec-edge-label", x: px + 4, y: BOX.top + 12 }, "edge"),
-      );
-    }
-    if (inX(rec.learning_rate)) {
-      const px = x(rec.learning_rate);
-      svg.append(
-        s("line", { class: "rec-lr", x1: px, x2: px, y1: BOX.top, y2: BOX.bottom },
-          s("title", {}, `recommended learning rate ${num(rec.learning_rate)}`)),
-        s("text", { class: "rec-lr-label", x: px - 4, y: BOX.top + 12, "text-anchor": "end" }, `lr ${num(rec.learning_rate, 2)}`),
-      );
-    }
+/** A chart of one node per trial, redrawn whole when its scales change and node by node
+ * otherwise. Subclasses give `scales(trials, opts)` -> {key, ...}, `build(svg, scales, opts)`
+ * (the fixed parts), `point(trial, scales, opts)` (a node or null) and `overlay(trials,
+ * scales, opts)` (nodes drawn over the points, redrawn every time). */
+class PointChart {
+  constructor(figure) {
+    this.figure = figure;
+    this.key = null;
+    this.nodes = new Map();
   }
 
-  const points = s("g", { class: "points" });
-  for (const t of finished) {
-    if (!inX(t.params.learning_rate)) continue;
-    const fill = colour(t.params.eps_root);
-    points.append(
-      s("circle", {
-        class: ["pt", t.state === "pruned" && "pruned", !fill && t.state !== "pruned" && "plain"],
-        cx: x(t.params.learning_rate).toFixed(1),
-        cy: y(t.value).toFixed(1),
-        r: 4.5,
-        fill: t.state === "pruned" ? null : fill,
-        dataset: { trial: t.number },
-      }, s("title", {}, describeTrial(t, tuned))),
-    );
+  /** `changed`: the numbers of the trials that changed since the last draw (null: all). */
+  draw(trials, byNumber, changed, opts) {
+    const scales = this.scales(trials, opts);
+    if (scales.key !== this.key || changed === null) {
+      this.key = scales.key;
+      this.svg = frame(scales.size, opts.label);
+      this.under = s("g", { class: "overlay-under" });
+      this.points = s("g", { class: "points" });
+      this.over = s("g", { class: "overlay" });
+      this.build(this.svg, scales, opts);
+      this.svg.append(this.under, this.points, this.over);
+      this.points.addEventListener("mouseover", (event) => this._tooltip(event.target));
+      this.nodes = new Map();
+      for (const t of trials) this._place(t, scales, opts);
+      this.figure.replaceChildren(this.svg);
+    } else {
+      this.svg.setAttribute("aria-label", opts.label);
+      for (const number of changed) {
+        this.nodes.get(number)?.remove();
+        this.nodes.delete(number);
+        const t = byNumber.get(number);
+        if (t) this._place(t, scales, opts);
+      }
+    }
+    this.byNumber = byNumber;
+    this.opts = opts;
+    const { under = [], over = [] } = this.overlay(trials, scales, opts);
+    this.under.replaceChildren(...under);
+    this.over.replaceChildren(...over);
   }
-  for (const t of diverged) {
-    if (!inX(t.params.learning_rate)) continue;
-    const px = x(t.params.learning_rate).toFixed(1);
-    points.append(
-      s("path", {
+
+  _tooltip(node) {
+    const number = Number(node?.dataset?.trial);
+    const t = this.byNumber?.get(number);
+    if (!t || node.firstChild) return;
+    node.append(s("title", {}, this.describe(t, this.opts)));
+  }
+
+  _place(t, scales, opts) {
+    const node = this.point(t, scales, opts);
+    if (!node) return;
+    this.points.append(node);
+    this.nodes.set(t.number, node);
+  }
+}
+
+/** Final loss against learning rate. `space` is the job's search space (for the x range and
+ * whether eps_root is tuned); `rec` the recommendation or null. */
+export class ScatterChart extends PointChart {
+  scales(trials, { space, width, lossName }) {
+    const size = layout(width);
+    const BOX = size.box;
+    const lrRange = space.learning_rate;
+    const [x0, x1] =
+      lrRange && "low" in lrRange && lrRange.log !== false
+        ? [lrRange.low / 1.4, lrRange.high * 1.4] // a margin, so points at the range's ends show whole
+        : logExtent(trials.filter((t) => finiteLoss(t) || t.state === "diverged").map((t) => t.params.learning_rate));
+    const x = logScale(x0, x1, BOX.left, BOX.right);
+    const y = lossScale(lossRange(trials, finiteLoss), BOX.bottom, BOX.top);
+    const eps = space.eps_root && "low" in space.eps_root && space.eps_root.low < space.eps_root.high ? space.eps_root : null;
+    const colour = eps ? epsRootColour(eps) : () => null;
+    const key = [size.w, x0, x1, ...y.domain, y.log, lossName, eps?.low, eps?.high].join("|");
+    return { key, size, BOX, x, y, colour, inX: (v) => Number.isFinite(v) && v >= x0 && v <= x1 };
+  }
+
+  build(svg, { BOX, x, y }, { lossName = "final loss" }) {
+    svg.append(axes(BOX, x, y, { xLabel: "learning rate (log scale)", yLabel: y.log ? `${lossName} (log scale)` : lossName }), ...divergedBand(BOX));
+  }
+
+  point(t, { x, y, colour, inX }) {
+    if (!inX(t.params.learning_rate)) return null;
+    if (t.state === "diverged") {
+      return s("path", {
         class: "div-mark",
         d: "M-4,-4L4,4M-4,4L4,-4",
-        transform: `translate(${px} ${BAND_Y})`,
+        transform: `translate(${x(t.params.learning_rate).toFixed(1)} ${BAND_Y})`,
         dataset: { trial: t.number },
-      }, s("title", {}, describeTrial(t, tuned))),
-    );
+      });
+    }
+    if (!finiteLoss(t)) return null;
+    const fill = colour(t.params.eps_root);
+    return s("circle", {
+      class: ["pt", t.state === "pruned" && "pruned", !fill && t.state !== "pruned" && "plain"],
+      cx: x(t.params.learning_rate).toFixed(1),
+      cy: y(t.value).toFixed(1),
+      r: 4.5,
+      fill: t.state === "pruned" ? null : fill,
+      dataset: { trial: t.number },
+    });
   }
-  svg.append(points);
-  if (finished.length + diverged.length === 0) emptyNote(svg, BOX, "no finished trial yet");
-  return svg;
+
+  describe(t, { tuned }) {
+    return describeTrial(t, tuned);
+  }
+
+  overlay(trials, { BOX, x, inX }, { rec }) {
+    const under = [];
+    const over = [];
+    if (rec) {
+      const [x0, x1] = x.domain;
+      const [a, b] = rec.lr_interval.map((v) => Math.min(x1, Math.max(x0, v)));
+      under.push(s("rect", { class: "rec-interval", x: x(a), y: BOX.top, width: Math.max(1.5, x(b) - x(a)), height: BOX.bottom - BOX.top },
+        s("title", {}, `lr interval ${num(rec.lr_interval[0])} – ${num(rec.lr_interval[1])}`)));
+      if (inX(rec.divergence_lr)) {
+        const px = x(rec.divergence_lr);
+        under.push(
+          s("line", { class: "rec-edge", x1: px, x2: px, y1: BAND_Y - 10, y2: BOX.bottom }, s("title", {}, `divergence edge ≈ ${num(rec.divergence_lr)}`)),
+          s("text", { class: "rec-edge-label", x: px + 4, y: BOX.top + 12 }, "edge"),
+        );
+      }
+      if (inX(rec.learning_rate)) {
+        const px = x(rec.learning_rate);
+        under.push(
+          s("line", { class: "rec-lr", x1: px, x2: px, y1: BOX.top, y2: BOX.bottom }, s("title", {}, `recommended learning rate ${num(rec.learning_rate)}`)),
+          s("text", { class: "rec-lr-label", x: px - 4, y: BOX.top + 12, "text-anchor": "end" }, `lr ${num(rec.learning_rate, 2)}`),
+        );
+      }
+    }
+    if (this.nodes.size === 0) over.push(emptyNote(BOX, "no finished trial yet"));
+    return { under, over };
+  }
 }
 
 function epsRootColour(range) {
@@ -121,53 +193,61 @@ function epsRootColour(range) {
   return (v) => ramp((Math.log10(v) - lo) / span);
 }
 
+const isComplete = (t) => t.state === "complete" && Number.isFinite(t.value);
+
 /** The lowest final loss among trials numbered up to n, against n. */
-export function bestSoFar(trials, { nTrials, label, width, lossName = "final loss" }) {
-  const size = layout(width);
-  const BOX = size.box;
-  const svg = frame(size, label);
-  const finished = trials.filter((t) => t.state === "complete" && Number.isFinite(t.value));
-  const diverged = trials.filter((t) => t.state === "diverged");
-  const x = linearScale(0, Math.max(1, nTrials - 1), BOX.left, BOX.right);
-  const y = lossScale(finished.map((t) => t.value), BOX.bottom, BOX.top);
-  svg.append(axes(BOX, x, y, {
-    xLabel: "trial number",
-    yLabel: y.log ? `${lossName} (log scale)` : lossName,
-    xFormat: (v) => String(Math.round(v)),
-  }));
-  divergedBand(svg, BOX);
-
-  const faint = s("g", { class: "points" });
-  for (const t of finished) {
-    faint.append(s("circle", { class: "pt-faint", cx: x(t.number).toFixed(1), cy: y(t.value).toFixed(1), r: 3 },
-      s("title", {}, `Trial ${t.number} · loss ${loss(t.value)}`)));
+export class BestChart extends PointChart {
+  scales(trials, { nTrials, width, lossName }) {
+    const size = layout(width);
+    const BOX = size.box;
+    const x = linearScale(0, Math.max(1, nTrials - 1), BOX.left, BOX.right);
+    const y = lossScale(lossRange(trials, isComplete), BOX.bottom, BOX.top);
+    return { key: [size.w, nTrials, ...y.domain, y.log, lossName].join("|"), size, BOX, x, y };
   }
-  for (const t of diverged) {
-    faint.append(s("line", { class: "div-tick", x1: x(t.number), x2: x(t.number), y1: BAND_Y - 6, y2: BAND_Y + 6 },
-      s("title", {}, `Trial ${t.number} diverged at step ${t.diverged_at_step ?? "?"}`)));
-  }
-  svg.append(faint);
 
-  let best = Infinity;
-  let d = "";
-  for (const t of finished) {
-    const px = x(t.number).toFixed(1);
-    if (t.value < best) {
-      best = t.value;
-      const py = y(best).toFixed(1);
-      d += d ? `H${px}V${py}` : `M${px},${py}`;
+  build(svg, { BOX, x, y }, { lossName = "final loss" }) {
+    svg.append(axes(BOX, x, y, {
+      xLabel: "trial number",
+      yLabel: y.log ? `${lossName} (log scale)` : lossName,
+      xFormat: (v) => String(Math.round(v)),
+    }), ...divergedBand(BOX));
+  }
+
+  point(t, { x, y }) {
+    if (isComplete(t)) {
+      return s("circle", { class: "pt-faint", cx: x(t.number).toFixed(1), cy: y(t.value).toFixed(1), r: 3, dataset: { trial: t.number } });
     }
+    if (t.state !== "diverged") return null;
+    return s("line", { class: "div-tick", x1: x(t.number), x2: x(t.number), y1: BAND_Y - 6, y2: BAND_Y + 6, dataset: { trial: t.number } });
   }
-  if (d) {
-    d += `H${x(Math.max(...finished.map((t) => t.number))).toFixed(1)}`;
-    svg.append(s("path", { class: "best-line", d }));
-    const last = finished.reduce((a, b) => (b.value < a.value ? b : a));
-    svg.append(s("circle", { class: "best-pt", cx: x(last.number), cy: y(last.value), r: 5 },
-      s("title", {}, `Best: trial ${last.number} · loss ${loss(last.value)}`)));
-  } else {
-    emptyNote(svg, BOX, "no complete trial yet");
+
+  describe(t) {
+    return t.state === "diverged" ? `Trial ${t.number} diverged at step ${t.diverged_at_step ?? "?"}` : `Trial ${t.number} · loss ${loss(t.value)}`;
   }
-  return svg;
+
+  overlay(trials, { BOX, x, y }) {
+    let best = null;
+    let last = -1;
+    let d = "";
+    for (const t of trials) {
+      if (!isComplete(t)) continue;
+      last = t.number;
+      if (best === null || t.value < best.value) {
+        best = t;
+        const px = x(t.number).toFixed(1);
+        const py = y(t.value).toFixed(1);
+        d += d ? `H${px}V${py}` : `M${px},${py}`;
+      }
+    }
+    if (!best) return { over: [emptyNote(BOX, "no complete trial yet")] };
+    d += `H${x(last).toFixed(1)}`;
+    return {
+      over: [
+        s("path", { class: "best-line", d }),
+        s("circle", { class: "best-pt", cx: x(best.number), cy: y(best.value), r: 5 }, s("title", {}, `Best: trial ${best.number} · loss ${loss(best.value)}`)),
+      ],
+    };
+  }
 }
 
 /** The legend of the loss-against-learning-rate chart. */
