@@ -40,17 +40,20 @@ def test_served_with_strict_csp_and_cache_headers(site: Site) -> None:
         assert scripts and all(" src=" in attrs and not body.strip() for attrs, body in scripts)
         assert "http://" not in html and "https://" not in html
         assets = re.findall(r'(?:href|src)="(dashboard/static/[^"]+)"', html)
-        assert len(assets) == 3
+        preloads = re.findall(r'<link rel="modulepreload" href="(dashboard/static/[^"]+)"', html)
+        # The icon, the styles, app.js, and a preload for every other module it imports.
+        assert len(assets) == 3 + len(preloads) and len(preloads) >= 10
+        assert all(p.endswith(".js") and not p.endswith("/app.js") for p in preloads)
         for path in assets:
             asset = client.get(f"/{path}")
             assert asset.status_code == 200
             assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
-        module = client.get(f"/{assets[-1]}")
+        module = client.get(f"/{assets[2]}")
         assert module.headers["content-type"].startswith("text/javascript")
         # Another release's version still loads, but is not cached under that name.
-        stale = client.get(re.sub(r"static/[0-9a-f]+/", "static/0123456789ab/", f"/{assets[-1]}"))
+        stale = client.get(re.sub(r"static/[0-9a-f]+/", "static/0123456789ab/", f"/{assets[2]}"))
         assert stale.status_code == 200 and stale.headers["cache-control"] == "no-cache"
-        missing = client.get(re.sub(r"[^/]+$", "nope.js", f"/{assets[-1]}"))
+        missing = client.get(re.sub(r"[^/]+$", "nope.js", f"/{assets[2]}"))
         assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 
 

@@ -60,7 +60,8 @@ export class JobFollower {
     // the trials after the highest held, the workers, the importance (an answer from the
     // server's cache), so that an update costs one round trip, not three.
     const running = this.drawn && ACTIVE.includes(this.status);
-    const ahead = running ? this.tracker.readAhead(signal) : null;
+    // (And on the first poll, which needs every trial whatever the job's state.)
+    const ahead = running || !this.drawn ? this.tracker.readAhead(signal) : null;
     const panels = [];
     if (running) {
       panels.push(this.refreshWorkers());
