@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,8 @@ class TuneRequest:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise TaskProblem(f"{field} must be an integer >= 1, got {value!r}")
+        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+            raise TaskProblem(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
 
 
 class LocalTune:
@@ -250,7 +253,10 @@ def tune(
             job = run.follow()
         return run.answer(job)
     except BaseException:
-        run.cancel()
+        try:
+            run.cancel()
+        except Exception as exc:  # the original error is the one to raise
+            warnings.warn(f"could not cancel the job cleanly: {exc}", stacklevel=2)
         raise
     finally:
         run.close()

@@ -111,7 +111,11 @@ def main(args: argparse.Namespace) -> int:
             # Clean up without a second Ctrl-C cutting it short (each step is bounded).
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             bar.note("Interrupted: cancelling the job, stopping the worker")
-            run.cancel()
+            try:
+                run.cancel()
+            except Exception as exc:  # the exit code still says interrupted
+                bar.note(f"Could not cancel cleanly: {type(exc).__name__}: {exc}")
+                return EXIT_INTERRUPTED
             bar.note(f"Job {run.job_id} cancelled" if run.job_id else "Nothing was submitted")
             return EXIT_INTERRUPTED
         except TaskProblem as exc:
