@@ -110,7 +110,7 @@ class LocalTune:
             )
         )
         self.progress.note(
-            f"acprop-tuner tune: database {self.stack.settings.database_url_redacted()}"
+            f"Local run: database {self.stack.settings.database_url_redacted()}"
             + (f"; task module {self.ref.module} allowed for this run" if self.ref.module else "")
         )
         self.stack.start()
