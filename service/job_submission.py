@@ -21,7 +21,7 @@ from service.errors import Conflict, InvalidInput, OverLimit, QuotaExceeded
 from service.keys import Principal
 from service.schemas import JobCreate
 from service.settings import Settings
-from service.studies import Studies, study_name
+from service.studies import Studies, job_context, study_name
 
 __all__ = ["SERVER_SETTING", "create_job"]
 
@@ -29,13 +29,14 @@ logger = logging.getLogger(__name__)
 
 
 def _quota_checks(
-    session: Session, settings: Settings, tenant_id: uuid.UUID, body: JobCreate
+    session: Session, settings: Settings, tenant_id: uuid.UUID, spec: JobSpec
 ) -> None:
     retry = settings.retry_after_quota_s
+    budget = spec.budget
     limits = (
-        ("n_trials", body.budget.n_trials, settings.quota_trials_per_job, "trials per job"),
-        ("steps", body.budget.steps, settings.quota_steps_per_trial, "steps per trial"),
-        ("seeds", body.budget.seeds, settings.quota_seeds_per_trial, "seeds per trial"),
+        ("n_trials", budget.n_trials, settings.quota_trials_per_job, "trials per job"),
+        ("steps", budget.steps, settings.quota_steps_per_trial, "steps per trial"),
+        ("seeds", budget.seeds, settings.quota_seeds_per_trial, "seeds per trial"),
     )
     over = [
         {
@@ -108,12 +109,14 @@ def create_job(
         existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
         if existing is not None:
             return _replay(existing, spec, name), False
-    _quota_checks(session, settings, principal.tenant_id, body)
+    _quota_checks(session, settings, principal.tenant_id, spec)
     session.rollback()  # end the read transaction before Optuna writes
 
     job_id = uuid.uuid4()
     name_of_study = study_name(job_id)
-    studies.ensure(name_of_study)
+    studies.ensure(
+        name_of_study, job_context(job_id, name, spec.task.to_dict(), principal.tenant_id)
+    )
 
     # Serialise submissions of one tenant on Postgres, so the active-jobs quota holds under
     # concurrency (SQLite has a single writer anyway).
@@ -123,7 +126,7 @@ def create_job(
             existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
             if existing is not None:
                 raise _LostRace(existing)
-        _quota_checks(session, settings, principal.tenant_id, body)
+        _quota_checks(session, settings, principal.tenant_id, spec)
         job = Job.of_spec(
             spec,
             id=job_id,

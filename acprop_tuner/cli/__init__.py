@@ -1,5 +1,5 @@
-"""The `acprop-tuner` command line: one entry point that dispatches to the service, the worker
-and the demo. Handlers are imported lazily so that `acprop-tuner serve` never imports JAX and
+"""The `acprop-tuner` command line: one entry point that dispatches to the service, the worker,
+the demo and `tune` (one local run). Handlers are imported lazily so that `acprop-tuner serve` never imports JAX and
 `acprop-tuner worker` never imports the database layer."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from optimizer.tuning.names import PRUNERS, SAMPLERS
 # returns a process exit code.
 _HANDLERS = {
     "demo": "acprop_tuner.cli.demo:main",
+    "tune": "acprop_tuner.cli.tune:main",
     "serve": "acprop_tuner.cli.service_commands:serve",
     "migrate": "acprop_tuner.cli.service_commands:migrate",
     "keys": "acprop_tuner.cli.service_commands:keys",
@@ -104,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the server running after the job (to browse the dashboard) until Ctrl-C",
     )
+
+    from acprop_tuner.cli.tune import add_parser as add_tune_parser
+
+    add_tune_parser(sub)
 
     serve = sub.add_parser("serve", help="run the REST API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")

@@ -20,7 +20,7 @@ import importlib.metadata
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from optimizer.tasks.base import Task, TaskMeta
 from optimizer.tasks.options import (
@@ -37,6 +37,8 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "WORKER_SETTING",
     "TaskNotAllowed",
+    "builtin_default_steps",
+    "default_steps",
     "load_task",
     "task_names",
     "task_schema",
@@ -62,9 +64,17 @@ def _check_char_lm(options: dict[str, Any]) -> None:
         )
 
 
-# name -> (schema, "module:factory" of the JAX implementation, imported only by load_task).
-_BUILTINS: dict[str, tuple[OptionSchema, str]] = {
-    "rosenbrock": (
+class _Builtin(NamedTuple):
+    schema: OptionSchema
+    #: "module:factory" of the JAX implementation, imported only by load_task.
+    factory: str
+    #: The task's `TaskMeta.default_steps`, known here without JAX so that the API can give a
+    #: job that names no steps the task's own (the implementation reads it from here).
+    default_steps: int
+
+
+_BUILTINS: dict[str, _Builtin] = {
+    "rosenbrock": _Builtin(
         OptionSchema(
             {
                 "a": FloatOption(1.0, -10.0, 10.0, "minimum at (a, a^2)"),
@@ -73,8 +83,9 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
             help="2-D Rosenbrock from (0, 0), full batch: the optax issue 1132 reproducer",
         ),
         "optimizer.tasks.builtin.rosenbrock:make_rosenbrock",
+        500,
     ),
-    "mlp-digits": (
+    "mlp-digits": _Builtin(
         OptionSchema(
             {
                 "widths": IntListOption((64, 128), 1, 2048, 1, 8, "hidden layer widths"),
@@ -84,8 +95,9 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
             help="ReLU MLP on scikit-learn's 8x8 digits (1,797 images, 10 classes)",
         ),
         "optimizer.tasks.builtin.digits:make_mlp_digits",
+        300,
     ),
-    "cnn-digits": (
+    "cnn-digits": _Builtin(
         OptionSchema(
             {
                 "channels": IntListOption((8, 16), 1, 128, 1, 4, "3x3 conv channels per layer"),
@@ -94,8 +106,9 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
             help="small ReLU conv net on scikit-learn's 8x8 digits",
         ),
         "optimizer.tasks.builtin.digits:make_cnn_digits",
+        300,
     ),
-    "mlp-mnist1d": (
+    "mlp-mnist1d": _Builtin(
         OptionSchema(
             {
                 "widths": IntListOption((128, 128), 1, 2048, 1, 8, "hidden layer widths"),
@@ -105,15 +118,17 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
             help="ReLU MLP on MNIST-1D (generated offline, 4,000 train / 1,000 test)",
         ),
         "optimizer.tasks.builtin.mnist1d:make_mlp_mnist1d",
+        1000,
     ),
-    "logreg-breast-cancer": (
+    "logreg-breast-cancer": _Builtin(
         OptionSchema(
             {"batch_size": IntOption(64, 1, 4096, "minibatch size")},
             help="logistic regression on scikit-learn's breast cancer data (30 features)",
         ),
         "optimizer.tasks.builtin.breast_cancer:make_logreg_breast_cancer",
+        200,
     ),
-    "char-lm": (
+    "char-lm": _Builtin(
         OptionSchema(
             {
                 "seq_len": IntOption(32, 4, 256, "characters per training window"),
@@ -126,6 +141,7 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
             help="tiny causal transformer on the text of Python's pydoc topics",
         ),
         "optimizer.tasks.builtin.char_lm:make_char_lm",
+        500,
     ),
 }
 
@@ -138,9 +154,21 @@ def task_names() -> tuple[str, ...]:
 def task_schema(name: str) -> OptionSchema:
     """The option schema of a built-in task."""
     try:
-        return _BUILTINS[name][0]
+        return _BUILTINS[name].schema
     except KeyError:
         raise TaskOptionsError(_unknown(name)) from None
+
+
+def default_steps(name: str) -> int | None:
+    """A built-in task's default number of training steps (jax-free); None for any other
+    name: the code of a custom task or entry point is not imported to find out."""
+    builtin = _BUILTINS.get(name)
+    return None if builtin is None else builtin.default_steps
+
+
+def builtin_default_steps(name: str) -> int:
+    """A built-in task's default steps, for its implementation (KeyError for other names)."""
+    return _BUILTINS[name].default_steps
 
 
 def _unknown(name: str) -> str:
@@ -185,7 +213,7 @@ def validate_task_options(name: str, options: Mapping[str, Any] | None) -> dict[
     if not isinstance(name, str) or not name:
         raise TaskOptionsError("task name must be a non-empty string")
     if name in _BUILTINS:
-        return _BUILTINS[name][0].validate(name, options)
+        return _BUILTINS[name].schema.validate(name, options)
     if ":" in name:
         if not _FACTORY_RE.match(name):
             raise TaskOptionsError(
@@ -225,7 +253,7 @@ def load_task(
         trust.check(name, where="this worker", setting=WORKER_SETTING)
     validated = validate_task_options(name, options)
     if name in _BUILTINS:
-        factory = _resolve(_BUILTINS[name][1])
+        factory = _resolve(_BUILTINS[name].factory)
     elif ":" in name:
         factory = _resolve(name)
     else:

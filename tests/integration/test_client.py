@@ -80,7 +80,7 @@ def test_submit_returns_the_job_with_every_default(tuner: TunerClient) -> None:
     job = tuner.submit("rosenbrock", budget={"n_trials": 12}, name="lr-search")
     assert isinstance(job, Job)
     assert job.name == "lr-search" and job.task == "rosenbrock" and job.status == "queued"
-    assert job.budget.n_trials == 12 and job.budget.steps == 300  # the service's default
+    assert job.budget.n_trials == 12 and job.budget.steps == 500  # rosenbrock's default_steps
     assert job.space["learning_rate"] == {"low": 1e-5, "high": 1.0, "log": True}
     assert job.space["b1"] == {"value": 0.9}
     assert job.progress.n_trials == 12 and job.progress.finished == 0

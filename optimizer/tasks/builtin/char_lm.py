@@ -29,6 +29,7 @@ import optax
 
 from optimizer.tasks.base import TaskMeta
 from optimizer.tasks.builtin._common import count_params
+from optimizer.tasks.registry import builtin_default_steps
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -141,7 +142,7 @@ def make_char_lm(
         "n_heads": n_heads,
     }
     task = CharLM(
-        meta=TaskMeta("char-lm", 0, 500, batch_size, options),
+        meta=TaskMeta("char-lm", 0, builtin_default_steps("char-lm"), batch_size, options),
         train_ids=jnp.asarray(train),
         val_windows=jnp.asarray(val_windows),
         seq_len=seq_len,

@@ -22,6 +22,7 @@ from optimizer.tasks.builtin._common import (
     mlp_apply,
     split,
 )
+from optimizer.tasks.registry import builtin_default_steps
 
 Array = jax.Array
 
@@ -46,7 +47,7 @@ def make_mlp_digits(
         init_fn=lambda key: dense_init(key, sizes),
         apply_fn=lambda params, x: mlp_apply(params, x, act),
         batch_size=batch_size,
-        default_steps=300,
+        default_steps=builtin_default_steps("mlp-digits"),
     )
 
 
@@ -91,5 +92,5 @@ def make_cnn_digits(channels: Sequence[int] = (8, 16), batch_size: int = 128) ->
         init_fn=lambda key: _conv_init(key, chans),
         apply_fn=_conv_apply,
         batch_size=batch_size,
-        default_steps=300,
+        default_steps=builtin_default_steps("cnn-digits"),
     )
