@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pickle
 import sys
 import time
@@ -106,13 +107,18 @@ class Trainer:
 
     def load(self) -> Trainer:
         if self.path.exists():
-            self.lanes = pickle.loads(self.path.read_bytes())
+            stored = _Unpickler(self.path).load()
+            self.lanes = {k: v if isinstance(v, Lane) else Lane(*v) for k, v in stored.items()}
         return self
 
     def save(self) -> None:
         CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(self.lanes))
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        plain = {
+            k: (v.final_loss, v.validation_loss, v.last_finite_loss, v.diverged_at, v.steps)
+            for k, v in self.lanes.items()
+        }
+        tmp.write_bytes(pickle.dumps(plain))
         tmp.replace(self.path)
 
     def built(self) -> Any:
@@ -143,6 +149,18 @@ class Trainer:
             self.trained += len(missing)
             self.save()
         return [self.lanes[k] for k in keys]
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads the cache, also files written when this module ran as ``__main__``."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path.open("rb"))
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "Lane":
+            return Lane
+        return super().find_class(module, name)
 
 
 # -- policies ---------------------------------------------------------------------------------
