@@ -150,6 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
         "trusted code: without this only built-in tasks and installed entry points run",
     )
 
+    worker.add_argument(
+        "--dataset-cache-dir",
+        default=None,
+        help="where users' data sets are kept (or ACPROP_TUNER_DATASET_CACHE_DIR; default "
+        "~/.cache/acprop-tuner/datasets)",
+    )
+    worker.add_argument(
+        "--dataset-cache-bytes",
+        type=int,
+        default=None,
+        help="most bytes of data sets kept there, least recently used removed first (or "
+        "ACPROP_TUNER_DATASET_CACHE_BYTES; default 4 GiB)",
+    )
+
     rec = sub.add_parser("recommend", help="print a job's recommended ACProp configuration")
     rec.add_argument("job_id")
     rec.add_argument("--server", default=None, help="ask a running server instead of the database")

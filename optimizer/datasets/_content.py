@@ -160,7 +160,7 @@ def _sequence(arrays: Mapping[str, np.ndarray], kind: str) -> DatasetSummary:
         if kind == "text":
             if a.dtype.kind != "U" or a.ndim > 1:
                 raise _fail(f"{name!r} must be text like 'x'", "dtype", name)
-            sizes[name] = int(sum(len(s) for s in a.reshape(-1)))
+            sizes[name] = int(np.char.str_len(a).sum())
         else:
             if a.dtype.kind not in "iu" or a.ndim != 1:
                 raise _fail(

@@ -105,7 +105,7 @@ def _check_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) ->
                 shape, fortran, dtype = npy_format.read_array_header_2_0(member, _MAX_HEADER)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
-        except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
+        except Exception as exc:  # numpy's header parser on hostile bytes
             raise DatasetError(
                 f"array {name!r} is not a .npy array: {_short(exc)}", code="not_npz", array=name
             ) from None
@@ -183,7 +183,7 @@ def read_npz(file: IO[bytes], limits: Limits) -> dict[str, np.ndarray]:
     _check_directory(file)
     try:
         archive = zipfile.ZipFile(file)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+    except Exception as exc:  # BadZipFile, struct and decoding errors on hostile bytes
         raise _not_npz(_short(exc)) from None
     with archive:
         infos = archive.infolist()
@@ -203,7 +203,9 @@ def read_npz(file: IO[bytes], limits: Limits) -> dict[str, np.ndarray]:
         try:
             for info, name in zip(infos, names, strict=True):
                 _check_header(archive, info, name)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except DatasetError:
+            raise
+        except Exception as exc:  # zipfile and zlib on hostile bytes: see below
             raise _not_npz(_short(exc)) from None
     file.seek(0)
     arrays: dict[str, np.ndarray] = {}
@@ -211,7 +213,9 @@ def read_npz(file: IO[bytes], limits: Limits) -> dict[str, np.ndarray]:
         with np.load(file, allow_pickle=False) as npz:
             for name in names:
                 arrays[name] = np.asarray(npz[name])
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        # A corrupt member (bad CRC, truncated data) shows only when it is read.
+    except Exception as exc:
+        # A corrupt member (bad CRC, a broken deflate stream, truncated data) shows only when
+        # it is read, as whichever error zipfile, zlib or numpy raise for it (BadZipFile,
+        # zlib.error, EOFError, ValueError, ...): each means the same to the uploader.
         raise _not_npz(_short(exc)) from None
     return arrays

@@ -32,7 +32,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from optimizer.job_spec import JobSpec
 from service.db.states import MAX_ERROR, JobStatus, KeyScope, TrialSource, TrialState
@@ -277,7 +277,7 @@ class Dataset(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
-    content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
