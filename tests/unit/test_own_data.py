@@ -16,7 +16,7 @@ import pytest
 
 from optimizer.datasets import Dataset, Limits, load_dataset, prepare_upload
 from optimizer.tasks import Task, load_task
-from tests.support.datasets import images, npz, tabular, text, tokens
+from tests.support.datasets import images, npz, tabular, tokens
 
 
 def dataset(**arrays: Any) -> Dataset:
