@@ -10,6 +10,8 @@ import math
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.support.datasets import npz, tabular
 from tests.support.processes import run_cli
 from tests.support.stack import Stack
@@ -28,6 +30,7 @@ def _answered(metrics: str, method: str, route: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+@pytest.mark.slow
 def test_a_worker_trains_on_an_uploaded_data_set_and_the_recommendation_comes_back(
     make_stack,  # type: ignore[no-untyped-def]
     tmp_path: Path,
