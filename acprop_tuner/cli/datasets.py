@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from acprop_tuner.cli.jobs import _client, _fail, _print_json
+from acprop_tuner.cli.jobs import client_from_args, fail, print_json
 from acprop_tuner.cli.terminal import safe
 from acprop_tuner.client import TOKEN_ENV, Dataset, TunerError, Unauthorized
 
@@ -40,9 +40,9 @@ def _describe(d: Dataset) -> list[tuple[str, str]]:
 
 def datasets(args: argparse.Namespace) -> int:
     """Dispatch ``datasets upload|list|show|delete``; returns the exit code."""
-    client = _client(args)
+    client = client_from_args(args)
     if isinstance(client, str):
-        return _fail(client, 2)
+        return fail(client, 2)
     try:
         with client:
             command = args.datasets_command
@@ -50,9 +50,9 @@ def datasets(args: argparse.Namespace) -> int:
                 try:
                     d = client.upload_dataset(args.file, name=args.name)
                 except OSError as exc:
-                    return _fail(f"cannot read {args.file}: {exc.strerror or exc}", 2)
+                    return fail(f"cannot read {args.file}: {exc.strerror or exc}", 2)
                 if args.json:
-                    _print_json(d.raw)
+                    print_json(d.raw)
                     return 0
                 print(d.sha256)
                 for label, value in _describe(d)[1:]:
@@ -61,7 +61,7 @@ def datasets(args: argparse.Namespace) -> int:
             if command == "list":
                 listed = list(client.datasets())
                 if args.json:
-                    _print_json([d.raw for d in listed])
+                    print_json([d.raw for d in listed])
                     return 0
                 print("sha256\tname\tkind\trows\tfamilies\tcreated_at")
                 for d in listed:
@@ -81,6 +81,6 @@ def datasets(args: argparse.Namespace) -> int:
                     print(f"{label:<12}{safe(value)}")
             return 0
     except Unauthorized as exc:
-        return _fail(f"{exc} (check {TOKEN_ENV})")
+        return fail(f"{exc} (check {TOKEN_ENV})")
     except TunerError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
