@@ -35,7 +35,8 @@ TEST_OPTIONS: dict[str, dict[str, object]] = {
 
 # The families on a user's data set (optimizer/tasks/builtin/own_data.py) with new model
 # code, each on a small upload: float targets (2 columns), 2-channel 5x7 images. (logreg and
-# char-lm on tokens share their code with these and the built-ins: tests/unit/test_own_data_families.py.)
+# char-lm on tokens share their code with these and the built-ins; their contract:
+# tests/unit/test_own_data_families.py.)
 OWN_DATA: dict[str, dict[str, object]] = {
     "mlp": {"x": tabular()["x"], "y": np.random.default_rng(0).normal(size=(60, 2))},
     "cnn": {
