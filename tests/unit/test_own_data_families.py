@@ -46,7 +46,7 @@ def test_each_family_meets_the_task_contract(
     task = build(name, data, **options)
     assert isinstance(task, Task) and task.meta.name == name
     assert task.meta.options["dataset"] == data.sha256  # part of the compile-cache key
-    params = task.init_params(jax.random.key(0))
+    params = jax.jit(task.init_params)(jax.random.key(0))  # one compile, not one per op
     counted = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
     assert counted == task.meta.n_params
     if n_params is not None:
@@ -100,11 +100,17 @@ def test_the_conv_net_on_non_square_colour_images_matches_lax_conv() -> None:
     params = conv_init(jax.random.key(0), (5, 7, 3), [4, 2], 6)
     params["convs"][0]["b"] = jnp.arange(4, dtype=jnp.float32) * 0.1
     x = jax.random.normal(jax.random.key(1), (3, 5, 7, 3))
-    h = x
-    for conv in params["convs"]:
-        h = jax.lax.conv_general_dilated(
-            h, conv["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-        h = jax.nn.relu(h + conv["b"])
-    expected = mlp_apply(params["head"], h.reshape(3, -1), jax.nn.relu)
-    np.testing.assert_allclose(conv_apply(params, x), expected, rtol=1e-5, atol=1e-5)
+
+    @jax.jit
+    def reference(params: Any, x: jax.Array) -> jax.Array:
+        h = x
+        for conv in params["convs"]:
+            h = jax.lax.conv_general_dilated(
+                h, conv["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+            h = jax.nn.relu(h + conv["b"])
+        return mlp_apply(params["head"], h.reshape(3, -1), jax.nn.relu)
+
+    np.testing.assert_allclose(
+        jax.jit(conv_apply)(params, x), reference(params, x), rtol=1e-5, atol=1e-5
+    )
