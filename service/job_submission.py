@@ -1,5 +1,6 @@
-"""Submitting a job: the task's trust check, the tenant's limits and quotas, idempotency,
-the job's Optuna study, and the row with its warm-start sweep, in one transaction.
+"""Submitting a job: the task's trust check, its data set (the tenant's, of a kind its family
+trains on), the tenant's limits and quotas, idempotency, the job's Optuna study, and the row
+with its warm-start sweep, in one transaction.
 
 Optuna is never called while one of our write transactions is open: on SQLite the two would
 wait on each other's lock. A study whose job was not committed is deleted again.
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from optimizer.job_spec import JobSpec
 from optimizer.tasks.trust import ALLOWED_MODULES_ENV, TaskNotAllowed
 from service.broker.leasing import enqueue_trials
+from service.datasets import check_job_dataset
 from service.db.models import Job, JobStatus, Tenant
 from service.errors import Conflict, InvalidInput, OverLimit, QuotaExceeded
 from service.keys import Principal
@@ -109,6 +111,7 @@ def create_job(
         existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
         if existing is not None:
             return _replay(existing, spec, name), False
+    check_job_dataset(session, principal.tenant_id, spec.task)
     _quota_checks(session, settings, principal.tenant_id, spec)
     session.rollback()  # end the read transaction before Optuna writes
 
@@ -126,6 +129,8 @@ def create_job(
             existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
             if existing is not None:
                 raise _LostRace(existing)
+        # Again under the tenant's lock, which a deletion of the data set takes too.
+        check_job_dataset(session, principal.tenant_id, spec.task)
         _quota_checks(session, settings, principal.tenant_id, spec)
         job = Job.of_spec(
             spec,

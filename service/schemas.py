@@ -36,6 +36,7 @@ from optimizer.job_spec import (
 )
 from optimizer.space import Fixed, Range, SearchSpace, SpaceError, validate_entry
 from optimizer.tasks import TaskOptionsError, default_steps, validate_task_options
+from optimizer.tasks.registry import check_task_name
 from optimizer.tuning.names import PRUNERS, SAMPLERS
 from service.inbound import InboundModel
 
@@ -144,7 +145,7 @@ class TaskIn(StrictModel):
     @classmethod
     def _known_task(cls, name: str) -> str:
         try:
-            validate_task_options(name, {})
+            check_task_name(name)
         except TaskOptionsError as exc:
             raise PydanticCustomError("value_error", str(exc)) from None
         return name

@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from optimizer.tasks.trust import TaskTrust
 from worker.batch import BatchContext, PopulationBatch, Stats, release
 from worker.client import ClientError, ProtocolError, ServerUnavailable, WorkerClient
+from worker.datasets import DEFAULT_CACHE_BYTES, DatasetCache, default_cache_dir, http_fetch
 from worker.heartbeat import Heartbeat
 from worker.journal import Journal
 from worker.population import PopulationPool, lanes_of
@@ -37,6 +39,10 @@ class WorkerOptions:
     #: Module prefixes of `package.module:factory` tasks this worker may import (besides
     #: built-ins and installed entry points): optimizer/tasks/trust.py.
     allowed_task_modules: tuple[str, ...] = ()
+    #: Where users' data sets are kept (None: worker.datasets.default_cache_dir()), and the
+    #: most bytes kept there.
+    dataset_cache_dir: Path | None = None
+    dataset_cache_bytes: int = DEFAULT_CACHE_BYTES
 
 
 class WorkerLoop:
@@ -55,7 +61,14 @@ class WorkerLoop:
         self.options = options
         self.stop = stop or threading.Event()
         self.journal = journal or Journal(None, worker_id=options.worker_id)
-        self.pool = pool or PopulationPool(TaskTrust.of(options.allowed_task_modules))
+        self.datasets = DatasetCache(
+            options.dataset_cache_dir or default_cache_dir(),
+            options.dataset_cache_bytes,
+            http_fetch(client.clone()),
+        )
+        self.pool = pool or PopulationPool(
+            TaskTrust.of(options.allowed_task_modules), datasets=self.datasets
+        )
         self.heartbeat = Heartbeat(client.clone(), interval_s=1.0, on_lost=self._heartbeat_lost)
         self.stats = Stats()
         self._held: dict[str, Lease] = {}  # token -> lease, for the heartbeat's journal lines
@@ -145,6 +158,11 @@ class WorkerLoop:
                     continue
                 try:
                     PopulationBatch(self.batches).train(group)
+                except ServerUnavailable as exc:
+                    # Only fetching a data set can raise it here (reports and completions
+                    # handle their own): give the trials back for later, no attempt lost.
+                    log.warning("cannot fetch the trials' data set now (%s)", exc)
+                    release(self.batches, [lease.token for lease in group])
                 except Exception as exc:
                     # Task code is the operator's, but it can still fail: a task not allowed
                     # here, an import error, a factory raising on its options, a batch that

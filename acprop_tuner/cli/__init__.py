@@ -24,13 +24,14 @@ _HANDLERS = {
     "worker": "worker.commands:worker",
     "recommend": "acprop_tuner.cli.service_commands:recommend",
     "jobs": "acprop_tuner.cli.jobs:jobs",
+    "datasets": "acprop_tuner.cli.datasets:datasets",
 }
 
 _STATUSES = ["queued", "running", "finished", "cancelled", "failed"]
 
 
-def _add_jobs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``jobs submit|list|show|cancel|trials``: the user's commands against a server."""
+def _client_options() -> argparse.ArgumentParser:
+    """The options of every command that talks to a server with a user key."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--server", default=None, help="base URL of the API (or ACPROP_TUNER_SERVER)"
@@ -42,7 +43,27 @@ def _add_jobs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "command-line flags show in the process list (ps)",
     )
     common.add_argument("--json", action="store_true", help="print the server's JSON")
+    return common
 
+
+def _add_datasets_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``datasets upload|list|show|delete``: a user's own data on a server (docs/tasks.md)."""
+    common = _client_options()
+    datasets = sub.add_parser("datasets", help="upload, list, delete your data sets (user key)")
+    datasets_sub = datasets.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    upload = datasets_sub.add_parser(
+        "upload", parents=[common], help="upload an .npz (x, y, x_val, y_val); prints its sha256"
+    )
+    upload.add_argument("file", help="an .npz file, as numpy.savez writes it")
+    upload.add_argument("--name", default=None, help="a label for the data set")
+    datasets_sub.add_parser("list", parents=[common], help="your data sets, newest first")
+    for action, what in (("show", "a data set's arrays and families"), ("delete", "delete one")):
+        datasets_sub.add_parser(action, parents=[common], help=what).add_argument("sha256")
+
+
+def _add_jobs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``jobs submit|list|show|cancel|trials``: the user's commands against a server."""
+    common = _client_options()
     jobs = sub.add_parser("jobs", help="submit, list, show, cancel jobs on a server (user key)")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     submit = jobs_sub.add_parser(
@@ -155,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
         "trusted code: without this only built-in tasks and installed entry points run",
     )
 
+    worker.add_argument(
+        "--dataset-cache-dir",
+        default=None,
+        help="where users' data sets are kept (or ACPROP_TUNER_DATASET_CACHE_DIR; default "
+        "~/.cache/acprop-tuner/datasets)",
+    )
+    worker.add_argument(
+        "--dataset-cache-bytes",
+        type=int,
+        default=None,
+        help="most bytes of data sets kept there, least recently used removed first (or "
+        "ACPROP_TUNER_DATASET_CACHE_BYTES; default 4 GiB)",
+    )
+
     rec = sub.add_parser("recommend", help="print a job's recommended ACProp configuration")
     rec.add_argument("job_id")
     rec.add_argument("--server", default=None, help="ask a running server instead of the database")
@@ -162,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true", help="print JSON")
 
     _add_jobs_parser(sub)
+    _add_datasets_parser(sub)
     return parser
 
 

@@ -1,9 +1,8 @@
-"""A small typed Python client of the acprop-tuner user API (``/api/v1/jobs``).
+"""A small typed Python client of the acprop-tuner user API (``/api/v1/jobs``, ``/datasets``).
 
-Owns the client side of the REST contract: submitting jobs, reading jobs, trials and
-recommendations, cancelling and deleting, and waiting for a job to end. It needs only httpx
-and the standard library (it never imports ``service``, ``optimizer`` or JAX), so it can be
-used from a notebook or a training script that has nothing else of the project installed.
+Owns the client side of the REST contract: jobs (submit, read, cancel, delete, wait) and data
+sets (upload, list, delete: ``_datasets.py``). It needs only httpx and the standard library
+(never ``service``, ``optimizer`` or JAX), so a notebook or a script can use it alone.
 
 Example::
 
@@ -15,12 +14,12 @@ Example::
         rec = tuner.recommendation(job.id)
         print(rec.optax if rec else "no recommendation")
 
-Retries: calls that are safe to repeat (every GET, ``cancel``, ``delete``, and ``submit``,
-which sends an ``Idempotency-Key`` so a repeated submission returns the first job) are
-retried with exponential backoff on 429, 503 and connection errors, honouring
-``Retry-After``; a quota refusal and a wait longer than ``max_retry_wait_s`` are raised at
-once. The API key is sent per request by an auth object whose repr hides it; it never
-appears in this module's reprs, log lines or exceptions.
+Retries: calls safe to repeat (every GET, ``cancel``, ``delete``, an upload (content
+addressed), and ``submit``, whose ``Idempotency-Key`` makes a repeat return the first job)
+are retried with exponential backoff on 429, 503 and connection errors, honouring
+``Retry-After``; a quota refusal and a wait over ``max_retry_wait_s`` are raised at once.
+The API key is sent per request by an auth object whose repr hides it: it never appears in
+this module's reprs, log lines or exceptions.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from urllib.parse import quote
 
 import httpx
 
+from acprop_tuner.client._datasets import Dataset, DatasetCalls
 from acprop_tuner.client._errors import (
     Conflict,
     Forbidden,
@@ -61,6 +61,7 @@ __all__ = [
     "TOKEN_ENV",
     "Budget",
     "Conflict",
+    "Dataset",
     "Evidence",
     "ExpectedLoss",
     "Forbidden",
@@ -86,13 +87,12 @@ Pruner = Literal["none", "median", "successive-halving", "hyperband"]
 JobId = str | uuid.UUID
 
 
-class TunerClient:
-    """A synchronous client of one acprop-tuner server.
+class TunerClient(DatasetCalls):
+    """A synchronous client of one acprop-tuner server (data set calls: ``DatasetCalls``).
 
     Args:
         base_url: the server, e.g. ``http://127.0.0.1:8000`` (without ``/api/v1``).
-        token: a user (or admin) API key; default ``$ACPROP_TUNER_TOKEN``. Without one every
-            call raises :class:`Unauthorized`.
+        token: a user (or admin) API key; default ``$ACPROP_TUNER_TOKEN`` (none: Unauthorized).
         timeout: seconds for each HTTP request (connect, read, write).
         max_retries: retries of a call that is safe to repeat (0: none).
         max_retry_wait_s: the longest single wait before a retry; a server asking for more

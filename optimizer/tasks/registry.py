@@ -2,7 +2,9 @@
 
 Three kinds of names resolve to a task:
 
-- a built-in name (see :func:`task_names`), whose options are validated against its schema;
+- a built-in name (see :func:`task_names`), whose options are validated against its schema,
+  or a model family that trains on an uploaded data set (:func:`family_names`, see
+  optimizer/tasks/dataset_families.py), named in its ``dataset`` option;
 - ``package.module:factory``, a factory importable on the worker, called as
   ``factory(**options)``;
 - a name registered by an installed distribution in the entry-point group
@@ -22,9 +24,12 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, cast
 
+from optimizer.datasets import Dataset
 from optimizer.tasks.base import Task, TaskMeta
+from optimizer.tasks.dataset_families import DATASET_OPTION, FAMILIES, FAMILY_DEFAULT_STEPS
 from optimizer.tasks.options import (
-    ChoiceOption,
+    ACTIVATION,
+    DatasetOption,
     FloatOption,
     IntListOption,
     IntOption,
@@ -38,8 +43,11 @@ __all__ = [
     "WORKER_SETTING",
     "TaskNotAllowed",
     "builtin_default_steps",
+    "check_task_name",
     "default_steps",
+    "family_names",
     "load_task",
+    "task_dataset",
     "task_names",
     "task_schema",
     "validate_task_options",
@@ -52,7 +60,7 @@ WORKER_SETTING = f"the worker's --allow-task-module PREFIX or {ALLOWED_MODULES_E
 # `package.module:factory`, each part a Python identifier (dotted on the module side).
 _FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
-_ACTIVATION = ChoiceOption("relu", ("relu", "tanh", "gelu"), "hidden activation")
+_ACTIVATION = ACTIVATION
 _BATCH = IntOption(128, 1, 4096, "minibatch size (examples drawn with replacement per step)")
 
 
@@ -136,9 +144,11 @@ _BUILTINS: dict[str, _Builtin] = {
                 "d_model": IntOption(32, 8, 512, "model width"),
                 "n_layers": IntOption(1, 1, 4, "transformer blocks"),
                 "n_heads": IntOption(4, 1, 16, "attention heads (must divide d_model)"),
+                DATASET_OPTION: DatasetOption(required=False),
             },
             check=_check_char_lm,
-            help="tiny causal transformer on the text of Python's pydoc topics",
+            help="tiny causal transformer on the text of Python's pydoc topics, or on your "
+            "token or text data set",
         ),
         "optimizer.tasks.builtin.char_lm:make_char_lm",
         500,
@@ -147,33 +157,62 @@ _BUILTINS: dict[str, _Builtin] = {
 
 
 def task_names() -> tuple[str, ...]:
-    """The built-in task names, sorted."""
+    """The built-in task names (tasks with their own data), sorted."""
     return tuple(sorted(_BUILTINS))
 
 
-def task_schema(name: str) -> OptionSchema:
-    """The option schema of a built-in task."""
-    try:
-        return _BUILTINS[name].schema
-    except KeyError:
-        raise TaskOptionsError(_unknown(name)) from None
+def family_names() -> tuple[str, ...]:
+    """The model families that train on an uploaded data set, sorted."""
+    return tuple(sorted(FAMILIES))
+
+
+def _schema_and_factory(name: str) -> tuple[OptionSchema, str] | None:
+    builtin = _BUILTINS.get(name)
+    if builtin is not None:
+        return builtin.schema, builtin.factory
+    return FAMILIES.get(name)
 
 
 def default_steps(name: str) -> int | None:
-    """A built-in task's default number of training steps (jax-free); None for any other
-    name: the code of a custom task or entry point is not imported to find out."""
+    """A built-in task's or model family's default number of training steps (jax-free);
+    None for any other name: the code of a custom task or entry point is not imported to
+    find out."""
     builtin = _BUILTINS.get(name)
-    return None if builtin is None else builtin.default_steps
+    if builtin is not None:
+        return builtin.default_steps
+    return FAMILY_DEFAULT_STEPS.get(name)
 
 
 def builtin_default_steps(name: str) -> int:
-    """A built-in task's default steps, for its implementation (KeyError for other names)."""
-    return _BUILTINS[name].default_steps
+    """A built-in task's or family's default steps, for its implementation (KeyError for
+    other names)."""
+    steps = default_steps(name)
+    if steps is None:
+        raise KeyError(name)
+    return steps
+
+
+def task_schema(name: str) -> OptionSchema:
+    """The option schema of a built-in task or model family."""
+    found = _schema_and_factory(name)
+    if found is None:
+        raise TaskOptionsError(_unknown(name))
+    return found[0]
+
+
+def task_dataset(name: str, options: Mapping[str, Any]) -> str | None:
+    """The data set a (validated) built-in task or family trains on, or None."""
+    found = _schema_and_factory(name)
+    if found is None or not isinstance(found[0].options.get(DATASET_OPTION), DatasetOption):
+        return None
+    value = options.get(DATASET_OPTION)
+    return value if isinstance(value, str) else None
 
 
 def _unknown(name: str) -> str:
     return (
-        f"unknown task {name!r}: use a built-in task ({', '.join(task_names())}), "
+        f"unknown task {name!r}: use a built-in task ({', '.join(task_names())}), a model "
+        f"family on your data set ({', '.join(family_names())}), "
         f"'package.module:factory', or a name in the entry-point group {ENTRY_POINT_GROUP!r}"
     )
 
@@ -200,6 +239,24 @@ def _check_json_options(name: str, options: Any) -> dict[str, Any]:
     return dict(options)
 
 
+def check_task_name(name: str) -> None:
+    """Raise :class:`TaskOptionsError` unless ``name`` is a built-in task or family, a
+    well-formed ``package.module:factory`` or an installed entry point (nothing imported)."""
+    if not isinstance(name, str) or not name:
+        raise TaskOptionsError("task name must be a non-empty string")
+    if _schema_and_factory(name) is not None:
+        return
+    if ":" in name:
+        if not _FACTORY_RE.match(name):
+            raise TaskOptionsError(
+                f"custom task {name!r} must have the form 'package.module:factory' "
+                "(Python identifiers, dotted)"
+            )
+        return
+    if _entry_point(name) is None:
+        raise TaskOptionsError(_unknown(name))
+
+
 def validate_task_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate a task name and its options without importing JAX or user code.
 
@@ -210,20 +267,11 @@ def validate_task_options(name: str, options: Mapping[str, Any] | None) -> dict[
     Raises:
         TaskOptionsError: naming the task or the option and the allowed values.
     """
-    if not isinstance(name, str) or not name:
-        raise TaskOptionsError("task name must be a non-empty string")
-    if name in _BUILTINS:
-        return _BUILTINS[name].schema.validate(name, options)
-    if ":" in name:
-        if not _FACTORY_RE.match(name):
-            raise TaskOptionsError(
-                f"custom task {name!r} must have the form 'package.module:factory' "
-                "(Python identifiers, dotted)"
-            )
-        return _check_json_options(name, options)
-    if _entry_point(name) is not None:
-        return _check_json_options(name, options)
-    raise TaskOptionsError(_unknown(name))
+    check_task_name(name)
+    found = _schema_and_factory(name)
+    if found is not None:
+        return found[0].validate(name, options)
+    return _check_json_options(name, options)
 
 
 def _resolve(spec: str) -> Callable[..., Any]:
@@ -240,7 +288,11 @@ def _resolve(spec: str) -> Callable[..., Any]:
 
 
 def load_task(
-    name: str, options: Mapping[str, Any] | None = None, *, trust: TaskTrust | None = None
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    trust: TaskTrust | None = None,
+    dataset: Dataset | None = None,
 ) -> Task:
     """Build the task ``name`` with ``options`` (imports its implementation, and JAX).
 
@@ -248,12 +300,22 @@ def load_task(
     the :class:`~optimizer.tasks.base.Task` protocol. With ``trust`` (a worker passes its
     operator's), a name it does not allow raises :class:`TaskNotAllowed` before anything is
     imported; without it the caller is trusted (a program or notebook naming its own task).
+    A task whose options name a data set is given its arrays as ``data=dataset``: the caller
+    loads them first (a worker fetches them by hash), and they must be the data set named.
     """
     if trust is not None:
         trust.check(name, where="this worker", setting=WORKER_SETTING)
     validated = validate_task_options(name, options)
-    if name in _BUILTINS:
-        factory = _resolve(_BUILTINS[name].factory)
+    wanted = task_dataset(name, validated)
+    if wanted is not None:
+        if dataset is None or dataset.sha256 != wanted:
+            raise TaskOptionsError(
+                f"task {name!r} trains on data set {wanted}: load it and pass it as `dataset`"
+            )
+        validated = {**validated, "data": dataset}
+    found = _schema_and_factory(name)
+    if found is not None:
+        factory = _resolve(found[1])
     elif ":" in name:
         factory = _resolve(name)
     else:

@@ -112,7 +112,7 @@ def trial_out(view: jobs.TrialView) -> TrialOut:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=JobOut,
-    responses=errors(*AUTHENTICATED, 409, 413, 422),
+    responses=errors(*AUTHENTICATED, 404, 409, 413, 422),
 )
 def create_job(
     body: JobCreate,
@@ -131,7 +131,9 @@ def create_job(
         ),
     ] = None,
 ) -> JobOut:
-    """Submit a tuning job. Only `task.name` is required; the rest has ACProp defaults."""
+    """Submit a tuning job. Only `task.name` is required; the rest has ACProp defaults.
+    A family on a user's data set names it in `task.options.dataset`: 404 if the tenant has
+    no such data set, 422 if the family cannot train on it."""
     job, created = job_submission.create_job(
         session, studies, settings, principal, body, idempotency_key
     )

@@ -5,8 +5,8 @@ in the same database, and its ``trials`` would otherwise collide with ours. Cons
 follow :data:`NAMING_CONVENTION`, so Alembic migrations can name and drop them on every
 backend. Relationships are ``lazy="raise"``: a query states what it loads.
 
-Status vocabularies (service/db/states.py) are ``StrEnum`` s stored as short strings guarded by CHECK constraints
-(portable between SQLite and Postgres, and cheap to extend in a migration).
+Status vocabularies (service/db/states.py) are ``StrEnum`` s stored as short strings guarded by
+CHECK constraints (portable between SQLite and Postgres, cheap to extend in a migration).
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -45,7 +47,6 @@ NAMING_CONVENTION = {
 }
 
 TABLE_PREFIX = "acprop_"
-
 
 _FINISHED = TrialState.finished()
 
@@ -257,11 +258,35 @@ class TrialReport(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Dataset(Base):
+    """A tenant's data set (revision 0008): canonical ``.npz`` bytes named by their SHA-256
+    (optimizer/datasets), in the database so any API replica serves them, loaded only when
+    asked for; one row per tenant and hash (docs/architecture.md)."""
+
+    __tablename__ = "acprop_datasets"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "sha256"),
+        Index(None, "tenant_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("acprop_tenants.id", ondelete="CASCADE")
+    )
+    sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 __all__ = [
     "NAMING_CONVENTION",
     "TABLE_PREFIX",
     "ApiKey",
     "Base",
+    "Dataset",
     "Job",
     "JobStatus",
     "KeyScope",

@@ -2,7 +2,8 @@
 
 For the worker loop's tests without a database: it hands out trials of one job, fences writes
 with lease tokens (409 with `detail.lost`), answers `stop` for trials a test marks, takes leases
-back on demand (as the reaper would), and records every call it served.
+back on demand (as the reaper would), serves the bytes of the data sets a test gives it
+(`GET /api/v1/worker/datasets/{sha256}`), and records every call it served.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class FakeBroker:
         # Called (under the lock) after each accepted report, with the trial and the step.
         self.on_report: Callable[[FakeTrial, int], None] | None = None
         self.unavailable_completes = 0  # answer this many `complete` calls with a 503
+        self.datasets: dict[str, bytes] = {}  # sha256 -> the bytes served for it
+        self.unavailable_gets = 0  # answer this many data set requests with a 503
 
     # -- test controls ---------------------------------------------------------------------
 
@@ -126,6 +129,18 @@ class FakeBroker:
                 return 200, {"released": tokens}
             return 404, {"error": "not_found"}
 
+    def handle_get(self, path: str) -> tuple[int, bytes]:
+        with self.lock:
+            self.calls.append((path, None))
+            if self.unavailable_gets > 0:
+                self.unavailable_gets -= 1
+                return 503, b'{"error": "unavailable", "detail": "restarting"}'
+            prefix = "/api/v1/worker/datasets/"
+            name = path[len(prefix) :] if path.startswith(prefix) else None
+            if name in self.datasets:
+                return 200, self.datasets[name]
+            return 404, json.dumps({"error": "not_found", "detail": "no data set"}).encode()
+
     def _lease(self, capacity: int) -> dict[str, Any]:
         leases = []
         for trial in self.trials:
@@ -157,13 +172,24 @@ class FakeBroker:
 
 #: A request handler: (path, decoded JSON body, request headers) -> (status, JSON answer).
 Handle = Callable[[str, Any, Mapping[str, str]], tuple[int, Any]]
+#: A GET handler: (path, request headers) -> (status, body bytes).
+HandleGet = Callable[[str, Mapping[str, str]], tuple[int, bytes]]
 
 
 @contextmanager
-def serve_json(handle: Handle) -> Iterator[str]:
-    """A JSON-over-HTTP POST server on a free local port, in a thread; yields its URL."""
+def serve_json(handle: Handle, get: HandleGet | None = None) -> Iterator[str]:
+    """A JSON-over-HTTP POST server (and GET, with ``get``) on a free local port, in a
+    thread; yields its URL."""
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, payload = get(self.path, dict(self.headers)) if get else (404, b"{}")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             status, answer = handle(
@@ -197,5 +223,9 @@ def serve(broker: FakeBroker) -> Iterator[str]:
         assert headers["Authorization"] == "Bearer wk_test"
         return broker.handle(path, body)
 
-    with serve_json(handle) as url:
+    def get(path: str, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        assert headers["Authorization"] == "Bearer wk_test"
+        return broker.handle_get(path)
+
+    with serve_json(handle, get) as url:
         yield url
