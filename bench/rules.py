@@ -189,11 +189,58 @@ CURRENT = Policy(
     choose=_current_choose,
 )
 
+
+def _pooled_seed_sd(records: list[TrialOutcome]) -> float:
+    num = dof = 0.0
+    for r in records:
+        losses, n_div, _ = r.seed_states()
+        if not n_div and len(losses) > 1 and not r.confirmation:
+            m = float(np.mean(losses))
+            num += sum((v - m) ** 2 for v in losses)
+            dof += len(losses) - 1
+    return math.sqrt(num / dof) if dof else 0.0
+
+
+def evidence_choose(z: float) -> Callable[[list[TrialOutcome]], dict[str, float] | None]:
+    """The model's answer (the first candidate) stands unless another candidate measured
+    better on the fresh seeds by more than ``z`` standard errors of a paired difference."""
+
+    def choose(records: list[TrialOutcome]) -> dict[str, float] | None:
+        config = _current_choose(records)
+        confirm = sorted((r for r in records if r.confirmation), key=lambda r: r.number)
+        if not confirm:
+            return config
+        by_config: dict[Any, list[TrialOutcome]] = {}
+        for r in records:
+            by_config.setdefault(tuple(sorted(r.params.items())), []).append(r)
+        base = confirm[0]
+        members = by_config[tuple(sorted(base.params.items()))]
+        if any(any(m.diverged) for m in members):
+            return config  # the model's answer diverged somewhere: the measured best stands
+        s = _pooled_seed_sd(records)
+        base_losses = base.seed_states()[0]
+        best = (float(np.mean(base_losses)), dict(base.params))
+        for r in confirm[1:]:
+            group = by_config[tuple(sorted(r.params.items()))]
+            if any(any(m.diverged) for m in group):
+                continue
+            losses = r.seed_states()[0]
+            diff = float(np.mean(losses)) - float(np.mean(base_losses))
+            if diff < -z * s * math.sqrt(2.0 / len(losses)) and float(np.mean(losses)) < best[0]:
+                best = (float(np.mean(losses)), dict(r.params))
+        full = ACPropConfig(**best[1])
+        return {k: float(getattr(full, k)) for k in _KEYS}
+
+    return choose
+
+
 VARIANTS: dict[str, Policy] = {
     "current": CURRENT,
     "no_line": replace(CURRENT, line_share=None),
     "line_all": replace(CURRENT, line_share=1.0),
     "line_half": replace(CURRENT, line_share=0.5),
+    "evidence1": replace(CURRENT, choose=evidence_choose(1.0)),
+    "evidence2": replace(CURRENT, choose=evidence_choose(2.0)),
 }
 
 
