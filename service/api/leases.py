@@ -12,7 +12,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -117,8 +117,36 @@ class LeaseOut(BaseModel):
     trial: LeasedTrial
 
 
+class LeasedBaselineRun(BaseModel):
+    """A baseline run to train: a reference optimizer on the job's task, seeds and steps, or
+    the job's check (``optimizer`` "acprop" at the recommendation)."""
+
+    job_id: str
+    run_id: int
+    number: int
+    kind: Literal["baseline", "check"]
+    attempt: int
+    task: TrialTask
+    optimizer: str
+    settings: dict[str, float]
+    seeds: list[int]
+    steps: int
+
+
+class BaselineLeaseOut(BaseModel):
+    token: str
+    expires_at: datetime
+    ttl_s: float
+    run: LeasedBaselineRun
+
+
 class LeaseResponse(BaseModel):
     leases: list[LeaseOut]
+    baselines: list[BaselineLeaseOut] = Field(
+        default_factory=list,
+        description="baseline runs to train, when the job has no trial to hand out; complete "
+        "or fail them (no reports) with their tokens, apart from trials",
+    )
     retry_after_s: float | None
 
 
@@ -218,8 +246,9 @@ def _conflict(exc: LeasesLost) -> Conflict:
 
 @router.post("", response_model=LeaseResponse)
 def lease(body: LeaseRequest, worker: Worker, broker: BrokerDep) -> LeaseResponse:
-    """Lease up to `capacity` trials, all of one job; an empty list and a retry hint when
-    there is no work."""
+    """Lease up to `capacity` trials, all of one job, or, when that job has no trial to hand
+    out, up to `capacity` of its baseline runs; empty lists and a retry hint when there is no
+    work."""
     answer = broker.lease(
         tenant_id=worker.tenant_id, worker_id=body.worker_id, capacity=body.capacity
     )
@@ -227,6 +256,12 @@ def lease(body: LeaseRequest, worker: Worker, broker: BrokerDep) -> LeaseRespons
         leases=[
             LeaseOut(token=g.token, expires_at=g.expires_at, ttl_s=g.ttl_s, trial=g.trial)  # type: ignore[arg-type]
             for g in answer.grants
+            if g.kind == "trial"
+        ],
+        baselines=[
+            BaselineLeaseOut(token=g.token, expires_at=g.expires_at, ttl_s=g.ttl_s, run=g.trial)  # type: ignore[arg-type]
+            for g in answer.grants
+            if g.kind == "baseline"
         ],
         retry_after_s=answer.retry_after_s,
     )
