@@ -1,0 +1,126 @@
+"""Leased baseline runs trained one after another: a reference optimizer (or ACProp at the
+job's recommendation, the check) on the job's task, seeds and steps, in one compiled program
+each (optimizer/references.py), then completed; no intermediate reports.
+
+Owns what happens between a lease answer's baseline runs and their completions: a run whose
+lease was lost (the heartbeat, or a 409) is dropped; a run that cannot be built or trained
+(a task not allowed here, settings this worker's optax rejects) is failed with the reason,
+never this process; on a stop request the runs not started yet are given back. The
+divergence of a seed is reported as a trial's: the step it diverged at, with the losses of
+its last good parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from worker.batch import COMPLETE_ROUNDS, BatchContext, release
+from worker.client import ClientError, ProtocolError, ServerUnavailable
+from worker.protocol import BaselineLease, Failure, Result, describe_error, finite_or_none
+
+if TYPE_CHECKING:
+    from optimizer.references import ReferenceResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BaselineRuns", "result_of"]
+
+
+def result_of(token: str, r: ReferenceResult) -> Result:
+    """The completion of one run: per seed its final loss (that of its last good
+    parameters), validation loss and divergence step."""
+    final = tuple(finite_or_none(x) for x in r.final_loss)
+    return Result(
+        token=token,
+        final_losses=final,
+        validation_losses=tuple(finite_or_none(x) for x in r.validation_loss),
+        last_finite_losses=final,
+        diverged_at_step=tuple(int(d) if d >= 0 else None for d in r.diverged_at),
+        pruned=False,
+        wall_s=float(r.wall_s),
+        compile_s=float(r.compile_s),
+    )
+
+
+class BaselineRuns:
+    """Trains the baseline leases of one lease answer, in order."""
+
+    def __init__(self, ctx: BatchContext) -> None:
+        self.ctx = ctx
+
+    def train(self, leases: Sequence[BaselineLease]) -> None:
+        for i, lease in enumerate(leases):
+            if self.ctx.stop.is_set():
+                release(self.ctx, [le.token for le in leases[i:]])
+                return
+            if lease.token in self.ctx.heartbeat.lost():
+                self._journal("baseline_lost", lease, via="heartbeat")
+                continue
+            try:
+                result = self._train_one(lease)
+            except Exception as exc:  # the task's code or this optax: fail the run, not us
+                self._fail(lease, exc)
+                continue
+            self._complete(lease, result)
+
+    def _train_one(self, lease: BaselineLease) -> Result:
+        from optimizer import compile_cache
+        from optimizer.references import train_reference
+
+        compile_cache.enable_persistent_cache()
+        run = lease.run
+        task = self.ctx.pool.task(run.task)
+        trained = train_reference(
+            task, run.optimizer, run.seeds, run.steps, settings=dict(run.settings)
+        )
+        if trained.compile_s > 0:
+            self.ctx.stats.compiles.append(trained.compile_s)
+        return result_of(lease.token, trained)
+
+    def _complete(self, lease: BaselineLease, result: Result) -> None:
+        self.ctx.completing.add(lease.token)
+        for round_ in range(COMPLETE_ROUNDS):
+            if lease.token in self.ctx.heartbeat.lost():
+                break
+            try:
+                answer = self.ctx.client.complete([result])
+            except ServerUnavailable as exc:
+                if round_ + 1 < COMPLETE_ROUNDS:
+                    log.warning("baseline completion not delivered yet (%s); trying again", exc)
+                continue
+            except ProtocolError as exc:
+                log.error("baseline completion refused: %s", exc)
+                return
+            if lease.token in answer.accepted:
+                self.ctx.stats.baselines += 1
+                self._journal(
+                    "baseline_complete",
+                    lease,
+                    diverged=[d is not None for d in result.diverged_at_step],
+                )
+            else:
+                self._journal("baseline_lost", lease, via="complete 409")
+            return
+        log.error("baseline run %s not delivered; leaving it to the reaper", lease.run.run_id)
+
+    def _fail(self, lease: BaselineLease, exc: Exception) -> None:
+        error = describe_error(exc)
+        log.error("cannot train baseline %s: %s", lease.run.optimizer, error, exc_info=True)
+        self._journal("baseline_error", lease, error=error)
+        try:
+            self.ctx.client.fail([Failure(lease.token, error)])
+        except ClientError as exc_fail:
+            log.warning("could not report the failure (%s); the reaper will take it", exc_fail)
+
+    def _journal(self, event: str, lease: BaselineLease, **fields: object) -> None:
+        run = lease.run
+        self.ctx.journal.write(
+            event,
+            job_id=run.job_id,
+            run_id=run.run_id,
+            attempt=run.attempt,
+            optimizer=run.optimizer,
+            **fields,
+        )
