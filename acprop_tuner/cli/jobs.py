@@ -160,6 +160,8 @@ def _show(job: Job) -> None:
             else f"[{entry['low']:g}, {entry['high']:g}]{' log' if entry.get('log') else ''}"
         )
         rows.append((f"  {name}", shown))
+    if job.baselines:
+        rows.append(("baselines", ", ".join(f"{b.label} ({b.state})" for b in job.baselines)))
     for label, value in rows:
         print(f"{label:<16}{safe(value)}")
 
@@ -213,6 +215,10 @@ def jobs(args: argparse.Namespace) -> int:
                 print(safe(f"job {job.id} is {job.status}"))
             else:
                 _show(job)
+                # The answer in context: the comparison with the job's baselines, if any yet.
+                rec = client.recommendation(job.id) if job.baselines else None
+                if rec is not None and rec.comparison:
+                    print(f"{'comparison':<16}{safe(rec.comparison)}")
             return 0
     except Unauthorized as exc:
         return _fail(f"{exc} (check {TOKEN_ENV})")
