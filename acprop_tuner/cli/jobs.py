@@ -93,6 +93,9 @@ def _submit(client: TunerClient, args: argparse.Namespace) -> int:
     try:
         options = _json_arg("--options", args.options)
         space = _json_arg("--space", args.space)
+        baselines = None if args.baselines is None else json.loads(args.baselines)
+        if baselines is not None and not isinstance(baselines, list):
+            raise ValueError("--baselines must be a JSON list")
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         return _fail(f"bad JSON argument: {exc}", 2)
     budget = {
@@ -109,6 +112,7 @@ def _submit(client: TunerClient, args: argparse.Namespace) -> int:
         pruner=args.pruner,
         name=args.name,
         warm_start=not args.no_warm_start,
+        baselines=baselines,
     )
     if not args.wait:
         if args.json:
