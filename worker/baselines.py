@@ -1,6 +1,7 @@
-"""Leased baseline runs trained one after another: a reference optimizer (or ACProp at the
-job's recommendation, the check) on the job's task, seeds and steps, in one compiled program
-each (optimizer/references.py), then completed; no intermediate reports.
+"""Leased baseline runs trained one after another: a reference optimizer on the job's task,
+seeds and steps, in one compiled program each (optimizer/references.py), or ACProp at the
+job's recommendation (the check) exactly as a trial, in the population program of the job's
+trials; then completed, without intermediate reports.
 
 Owns what happens between a lease answer's baseline runs and their completions: a run whose
 lease was lost (the heartbeat, or a 409) is dropped; a run that cannot be built or trained
@@ -13,9 +14,11 @@ its last good parameters.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from optimizer.baselines import CHECK_OPTIMIZER
 from worker.batch import COMPLETE_ROUNDS, BatchContext, release
 from worker.client import ClientError, ProtocolError, ServerUnavailable
 from worker.protocol import BaselineLease, Failure, Result, describe_error, finite_or_none
@@ -71,6 +74,8 @@ class BaselineRuns:
 
         compile_cache.enable_persistent_cache()
         run = lease.run
+        if run.optimizer == CHECK_OPTIMIZER:
+            return self._train_check(lease)
         task = self.ctx.pool.task(run.task)
         trained = train_reference(
             task, run.optimizer, run.seeds, run.steps, settings=dict(run.settings)
@@ -78,6 +83,37 @@ class BaselineRuns:
         if trained.compile_s > 0:
             self.ctx.stats.compiles.append(trained.compile_s)
         return result_of(lease.token, trained)
+
+    def _train_check(self, lease: BaselineLease) -> Result:
+        """The check (ACProp at the recommendation) exactly as a trial of that configuration:
+        in the population program this worker compiled for the job's trials (same K, S and
+        chunk), so it compiles nothing and its losses are those a trial would report."""
+        run = lease.run
+        population = self.ctx.pool.start(
+            run.task,
+            [run.settings],
+            seeds=run.seeds,
+            capacity=self.ctx.capacity,
+            n_seeds=max(self.ctx.seeds or 0, len(run.seeds)),
+            steps=run.steps,
+            chunk_steps=run.report_every,
+        )
+        started = time.monotonic()
+        while not population.done:
+            population.advance()
+        final = population.finish()
+        if population.compile_s > 0:
+            self.ctx.stats.compiles.append(population.compile_s)
+        return Result(
+            token=lease.token,
+            final_losses=tuple(finite_or_none(x) for x in final.final_losses[0]),
+            validation_losses=tuple(finite_or_none(x) for x in final.validation_losses[0]),
+            last_finite_losses=tuple(finite_or_none(x) for x in final.last_finite_losses[0]),
+            diverged_at_step=tuple(final.diverged_at_step[0]),
+            pruned=False,
+            wall_s=time.monotonic() - started,
+            compile_s=population.compile_s,
+        )
 
     def _complete(self, lease: BaselineLease, result: Result) -> None:
         self.ctx.completing.add(lease.token)

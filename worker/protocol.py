@@ -100,6 +100,8 @@ class BaselineRunSpec:
     settings: Mapping[str, float]
     seeds: tuple[int, ...]
     steps: int
+    #: The job's report cadence (the check trains in chunks of it, in the trials' program).
+    report_every: int
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BaselineRunSpec:
@@ -115,6 +117,7 @@ class BaselineRunSpec:
             settings={k: float(v) for k, v in (data.get("settings") or {}).items()},
             seeds=tuple(int(s) for s in data["seeds"]),
             steps=int(data["steps"]),
+            report_every=int(data.get("report_every") or data["steps"]),
         )
 
 

@@ -131,6 +131,10 @@ class LeasedBaselineRun(BaseModel):
     settings: dict[str, float]
     seeds: list[int]
     steps: int
+    report_every: int = Field(
+        description="the job's report cadence: the chunk a worker trains the check in, so "
+        "that it reuses the program of the job's trials (baseline runs send no reports)"
+    )
 
 
 class BaselineLeaseOut(BaseModel):

@@ -203,6 +203,7 @@ def lease_baselines(
                 "settings": dict(w.settings),
                 "seeds": list(w.seeds),
                 "steps": job.steps,
+                "report_every": job.report_every,
             },
             kind="baseline",
         )

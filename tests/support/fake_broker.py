@@ -190,6 +190,7 @@ class FakeBroker:
                         "settings": run.config,
                         "seeds": self.seeds,
                         "steps": self.steps,
+                        "report_every": self.report_every,
                     },
                 }
             )

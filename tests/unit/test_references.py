@@ -162,3 +162,28 @@ def test_the_worker_reports_a_diverged_reference_like_a_trial() -> None:
     assert fb.calls_to("/api/v1/leases/report") == []  # baseline runs send no reports
     assert [len(b["results"]) for b in fb.calls_to("/api/v1/leases/complete")] == [1, 1]
     assert loop.stats.baselines == 2
+
+
+def test_the_check_trains_as_a_trial_of_its_configuration() -> None:
+    """ACProp at the recommendation on the baselines' seeds (the check) runs in the program
+    of the job's trials: its results are those of a trial of that configuration, exactly,
+    and it compiles nothing more."""
+    config = {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-16, "eps_root": 1e-8}
+    fb = FakeBroker(
+        [config, {**config, "learning_rate": 3e-3}],
+        task={"name": "rosenbrock", "options": {}},
+        steps=10,
+        report_every=5,
+        seeds=[0, 1],
+        baselines=[(CHECK_OPTIMIZER, {**config, "weight_decay": 0.0})],
+    )
+    with serve(fb) as url:
+        client = WorkerClient(url, "wk_test", retry=RetryPolicy(attempts=2, base_s=0.01))
+        loop = WorkerLoop(client, WorkerOptions("w-test", capacity=4, idle_exit_s=0.2))
+        assert loop.run() == 0
+    (check,) = fb.runs
+    trial = fb.trials[0]
+    assert check.result is not None and trial.result is not None
+    for name in ("final_losses", "validation_losses", "diverged_at_step"):
+        assert check.result[name] == trial.result[name]
+    assert check.result["compile_s"] == 0.0
