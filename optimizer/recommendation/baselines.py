@@ -145,9 +145,11 @@ def _percent(rd: float) -> str:
 
 def comparison_line(results: Sequence[BaselineResult]) -> str | None:
     """One line for people: ``ACProp at the recommendation: 12 % lower loss than Adam 1e-3,
-    3 % higher than Prodigy``; None for a job without baselines."""
+    3 % higher than Prodigy``; while ACProp is not measured on the baselines' seeds, what the
+    baselines reached so far. None for a job without baselines."""
     if not results:
         return None
+    compared = any(r.relative_difference is not None for r in results)
     parts: list[str] = []
     loss_said = False
     for r in results:
@@ -166,13 +168,21 @@ def comparison_line(results: Sequence[BaselineResult]) -> str | None:
         elif r.validation_loss is None:
             text = f"{r.label} has no finite loss"
         else:
-            text = f"{r.label} {r.validation_loss:.4g} (ACProp not yet measured on its seeds)"
+            text = f"{r.label} {r.validation_loss:.4g}"
         if r.diverged_seeds:
             text += f" ({len(r.diverged_seeds)} of {len(r.seeds)} seeds diverged)"
         parts.append(text)
+    if not compared:
+        measured = any(r.acprop_from is not None for r in results)
+        why = (
+            "has no comparable loss on their seeds"
+            if measured
+            else "not yet measured on their seeds"
+        )
+        return f"Baselines: {', '.join(parts)}; ACProp at the recommendation {why}"
     line = "ACProp at the recommendation: " + ", ".join(parts)
-    measured = next((r for r in results if r.acprop_validation_loss is not None), None)
-    if measured is not None and measured.acprop_diverged_seeds:
-        n, s = len(measured.acprop_diverged_seeds), len(measured.seeds)
+    acprop = next((r for r in results if r.acprop_validation_loss is not None), None)
+    if acprop is not None and acprop.acprop_diverged_seeds:
+        n, s = len(acprop.acprop_diverged_seeds), len(acprop.seeds)
         line += f"; ACProp diverged on {n} of {s} seeds"
     return line
