@@ -157,7 +157,7 @@ def test_the_check_is_a_trial_that_trained_the_recommendation_on_those_seeds(
     trained exactly it on the job's seeds: that trial is ACProp's side, and no check runs."""
     user = make_key()
     worker = make_key(tenant=user.tenant, scope=KeyScope.WORKER).headers
-    job = _submit(client, user.headers, baselines=[{"optimizer": "prodigy"}])
+    job = _submit(client, user.headers, seed=0, baselines=[{"optimizer": "prodigy"}])
     handed = _drive(client, worker, optimum=1e-3)
     assert [r["optimizer"] for kind, r in handed if kind == "baseline"] == ["prodigy"]
     url = f"/api/v1/jobs/{job['id']}"
@@ -234,7 +234,11 @@ def _baseline_leases(
         user,
         warm_start=False,
         budget={**BUDGET, "n_trials": 1},
-        baselines=[{"optimizer": "adam", "learning_rate": 3e-4}, {"optimizer": "dadapt_adamw"}],
+        baselines=[
+            {"optimizer": "adam", "learning_rate": 3e-4},
+            {"optimizer": "dadapt_adamw"},
+            {"optimizer": "prodigy"},
+        ],
     )
     r = client.post("/api/v1/leases", json={"worker_id": "w", "capacity": 4}, headers=worker)
     (lease,) = r.json()["leases"]
@@ -257,8 +261,8 @@ def test_baseline_leases_are_fenced_checked_and_idempotent(
     other = make_key(scope=KeyScope.WORKER).headers  # another tenant's worker
     job_id, leases = _baseline_leases(client, user.headers, worker)
     # The one trial cannot support a recommendation: the check failed at once, with why.
-    assert [le["run"]["optimizer"] for le in leases] == ["adam", "dadapt_adamw"]
-    adam, dadapt = leases
+    assert [le["run"]["optimizer"] for le in leases] == ["adam", "dadapt_adamw", "prodigy"]
+    adam, dadapt, prodigy = leases
     assert adam["token"].startswith("lb_") and adam["run"]["settings"]["learning_rate"] == 3e-4
     url = f"/api/v1/jobs/{job_id}"
     job = client.get(url, headers=user.headers).json()
@@ -297,6 +301,11 @@ def test_baseline_leases_are_fenced_checked_and_idempotent(
     # A completed run's token cannot release it.
     assert post("/release", {"tokens": [adam["token"]]}).status_code == 409
 
+    # A run its worker cannot build fails with the reason, once; a repeat answers the same.
+    failure = {"failures": [{"token": prodigy["token"], "error": "ValueError: boom"}]}
+    assert post("/fail", failure).json() == {"accepted": [prodigy["token"]]}
+    assert post("/fail", failure).json() == {"accepted": [prodigy["token"]]}
+
     # Released: waiting again, the next attempt; the old token is dead.
     assert post("/release", {"tokens": [dadapt["token"]]}).json() == {"released": [dadapt["token"]]}
     assert post("/release", {"tokens": [dadapt["token"]]}).status_code == 200  # a repeat
@@ -321,11 +330,11 @@ def test_baseline_leases_are_fenced_checked_and_idempotent(
     assert job["baselines"][1]["state"] == "failed"
     assert job["status"] == "finished"
     # No recommendation from one trial, but the job's baselines are what it ran.
-    assert [b["state"] for b in job["baselines"]] == ["complete", "failed", "failed"]
+    assert [b["state"] for b in job["baselines"]] == ["complete", "failed", "failed", "failed"]
 
 
 def test_cancelling_a_job_ends_its_baseline_leases(
-    client: TestClient, make_key: KeyFactory
+    client: TestClient, app: FastAPI, make_key: KeyFactory
 ) -> None:
     user = make_key()
     worker = make_key(tenant=user.tenant, scope=KeyScope.WORKER).headers
@@ -339,6 +348,12 @@ def test_cancelling_a_job_ends_its_baseline_leases(
     r = client.post("/api/v1/leases/complete", json={"results": [result]}, headers=worker)
     assert r.status_code == 409
     job = client.get(f"/api/v1/jobs/{job_id}", headers=user.headers).json()
-    assert [b["state"] for b in job["baselines"][:2]] == ["waiting", "waiting"]
+    assert [b["state"] for b in job["baselines"][:3]] == ["waiting"] * 3
     r = client.post("/api/v1/leases", json={"worker_id": "w", "capacity": 4}, headers=worker)
     assert r.json() == {"leases": [], "baselines": [], "retry_after_s": r.json()["retry_after_s"]}
+    # Deleting the job deletes its runs and their leases.
+    before = count_rows(app)
+    assert client.delete(f"/api/v1/jobs/{job_id}", headers=user.headers).status_code == 204
+    after = count_rows(app)
+    assert before["acprop_baseline_runs"] - after["acprop_baseline_runs"] == 4
+    assert before["acprop_baseline_leases"] - after["acprop_baseline_leases"] == 3
