@@ -128,10 +128,10 @@ class Reaper:
         and any stale outbox entries."""
         now = utcnow()
         with self._sessions() as session:
-            baseline_writes.reap_expired(session, now)
             failed = reap_expired(session, now)
             if failed:
                 write_finished(session, self._storage(), failed)
+            baseline_writes.reap_expired(session, now)
             write_finished(
                 session, self._storage(), finished_before=now - self._grace, recover=True
             )
