@@ -1,6 +1,6 @@
 """Submitting a job: the task's trust check, its data set (the tenant's, of a kind its family
 trains on), the tenant's limits and quotas, idempotency, the job's Optuna study, and the row
-with its warm-start sweep, in one transaction.
+with its warm-start sweep and its baseline runs, in one transaction.
 
 Optuna is never called while one of our write transactions is open: on SQLite the two would
 wait on each other's lock. A study whose job was not committed is deleted again.
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from optimizer.job_spec import JobSpec
 from optimizer.tasks.trust import ALLOWED_MODULES_ENV, TaskNotAllowed
+from service.broker.baseline_leasing import enqueue_baselines
 from service.broker.leasing import enqueue_trials
 from service.datasets import check_job_dataset
 from service.db.models import Job, JobStatus, Tenant
@@ -142,9 +143,10 @@ def create_job(
             idempotency_key=idempotency_key,
         )
         session.add(job)
+        session.flush()  # the job row first: the sweep's trials and the baselines refer to it
         if spec.warm_start_configs:
-            session.flush()  # the job row first: the sweep's trials refer to it
             enqueue_trials(session, job, spec.warm_start_configs)
+        enqueue_baselines(session, job)
         session.commit()
     except _LostRace as race:
         session.rollback()

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from optimizer.baselines import DEFAULT_BASELINES
 from optimizer.job_spec import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_N_TRIALS,
@@ -38,6 +39,7 @@ from optimizer.space import Fixed, Range, SearchSpace, SpaceError, validate_entr
 from optimizer.tasks import TaskOptionsError, default_steps, validate_task_options
 from optimizer.tasks.registry import check_task_name
 from optimizer.tuning.names import PRUNERS, SAMPLERS
+from service.baseline_schemas import BASELINES_FIELD, BaselineIn, to_baselines
 from service.inbound import InboundModel
 
 
@@ -215,6 +217,14 @@ class JobCreate(StrictModel):
         "the same results in the same order give the same trials while the server keeps the "
         "job's study in memory (a restart restarts the sampler's random stream)",
     )
+    baselines: list[BaselineIn] | None = BASELINES_FIELD
+
+    @field_validator("baselines", mode="after")
+    @classmethod
+    def _each_once(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is not None:
+            to_baselines(value)  # a baseline listed twice is a 422 here
+        return value
 
     @field_validator("sampler", mode="after")
     @classmethod
@@ -264,4 +274,5 @@ class JobCreate(StrictModel):
             pruner=self.pruner,
             warm_start=self.warm_start,
             seed=self.seed,
+            baselines=DEFAULT_BASELINES if self.baselines is None else to_baselines(self.baselines),
         )

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from worker.protocol import (
+    BaselineLease,
     CompleteAnswer,
     Failure,
     HeartbeatAnswer,
@@ -240,6 +241,7 @@ class WorkerClient:
         return LeaseAnswer(
             leases=tuple(Lease.from_json(item) for item in data.get("leases", [])),
             retry_after_s=float(retry) if retry is not None else None,
+            baselines=tuple(BaselineLease.from_json(item) for item in data.get("baselines", [])),
         )
 
     def heartbeat(self, tokens: Sequence[str]) -> HeartbeatAnswer:

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optimizer.tasks.trust import TaskTrust
+from worker.baselines import BaselineRuns
 from worker.batch import BatchContext, PopulationBatch, Stats, release
 from worker.client import ClientError, ProtocolError, ServerUnavailable, WorkerClient
 from worker.datasets import DEFAULT_CACHE_BYTES, DatasetCache, default_cache_dir, http_fetch
 from worker.heartbeat import Heartbeat
 from worker.journal import Journal
 from worker.population import PopulationPool, lanes_of
-from worker.protocol import Failure, Lease, LeaseAnswer, describe_error
+from worker.protocol import BaselineLease, Failure, Lease, LeaseAnswer, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,11 @@ class WorkerLoop:
         finally:
             self.heartbeat.stop()
             log.info(
-                "worker exits: %d trials, %d completed, %d lost, %d released, compiles %s",
+                "worker exits: %d trials, %d completed, %d baseline runs, %d lost, %d released, "
+                "compiles %s",
                 self.stats.trials,
                 self.stats.completed,
+                self.stats.baselines,
                 self.stats.lost,
                 self.stats.released,
                 [round(c, 2) for c in self.stats.compiles],
@@ -117,7 +120,7 @@ class WorkerLoop:
             except ProtocolError as exc:
                 log.error("the server refused this worker: %s", exc)
                 return 1
-            if not answer.leases:
+            if not answer.leases and not answer.baselines:
                 idle = time.monotonic() - idle_since
                 if opts.idle_exit_s is not None and idle >= opts.idle_exit_s:
                     log.info("idle for %.1fs: exiting", idle)
@@ -127,7 +130,10 @@ class WorkerLoop:
                     wait = min(wait, max(0.05, opts.idle_exit_s - idle))
                 self.stop.wait(wait)
                 continue
-            self.train(answer.leases)
+            if answer.leases:
+                self.train(answer.leases)
+            if answer.baselines:
+                self.train_baselines(answer.baselines)
             idle_since = time.monotonic()
         return 0
 
@@ -174,6 +180,28 @@ class WorkerLoop:
             self.heartbeat.untrack(tokens)
             for token in tokens:
                 self._held.pop(token, None)
+                self.batches.completing.discard(token)
+
+    def train_baselines(self, leases: Sequence[BaselineLease]) -> None:
+        """Train one lease answer's baseline runs (worker/baselines.py), heartbeated."""
+        tokens = [lease.token for lease in leases]
+        self.heartbeat.set_interval(max(0.1, min(lease.ttl_s for lease in leases) / 3))
+        self.heartbeat.track(tokens)
+        for lease in leases:
+            run = lease.run
+            self.journal.write(
+                "baseline_lease",
+                job_id=run.job_id,
+                run_id=run.run_id,
+                attempt=run.attempt,
+                optimizer=run.optimizer,
+                seeds=list(run.seeds),
+            )
+        try:
+            BaselineRuns(self.batches).train(leases)
+        finally:
+            self.heartbeat.untrack(tokens)
+            for token in tokens:
                 self.batches.completing.discard(token)
 
     def _fail(self, group: Sequence[Lease], exc: Exception) -> None:

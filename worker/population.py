@@ -131,7 +131,8 @@ class PopulationPool:
         self._tasks: dict[tuple[str, str], Any] = {}
         self._trainers: dict[tuple[Any, ...], Any] = {}
 
-    def _task(self, spec: TaskSpec) -> Any:
+    def task(self, spec: TaskSpec) -> Any:
+        """The loaded task of ``spec`` (kept; refused before import unless trusted here)."""
         key = spec.cache_key()
         if key not in self._tasks:
             from optimizer.tasks import load_task
@@ -153,7 +154,7 @@ class PopulationPool:
             from optimizer.population import PopulationTrainer
 
             self._trainers[key] = PopulationTrainer(
-                self._task(spec), n_configs=capacity, n_seeds=n_seeds, chunk_steps=chunk_steps
+                self.task(spec), n_configs=capacity, n_seeds=n_seeds, chunk_steps=chunk_steps
             )
         return self._trainers[key]
 

@@ -89,6 +89,12 @@ def _add_jobs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--no-warm-start", action="store_true", help="skip the initial learning-rate sweep"
     )
     submit.add_argument(
+        "--baselines",
+        default=None,
+        help='reference optimizers trained beside the job as JSON, e.g. \'[{"optimizer": '
+        '"adam", "learning_rate": 1e-3}]\' (default Adam 1e-3 and Prodigy; [] for none)',
+    )
+    submit.add_argument(
         "--wait", action="store_true", help="follow the job, then print the recommendation"
     )
     submit.add_argument("--timeout", type=float, default=None, help="with --wait: give up after")
@@ -120,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=900.0, help="give up after seconds")
     demo.add_argument(
         "--sweep", action="store_true", help="only the engine: a learning-rate sweep, no server"
+    )
+    demo.add_argument(
+        "--no-baselines", action="store_true", help="train no reference optimizers beside it"
     )
     demo.add_argument(
         "--serve",

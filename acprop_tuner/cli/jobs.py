@@ -93,6 +93,9 @@ def _submit(client: TunerClient, args: argparse.Namespace) -> int:
     try:
         options = _json_arg("--options", args.options)
         space = _json_arg("--space", args.space)
+        baselines = None if args.baselines is None else json.loads(args.baselines)
+        if baselines is not None and not isinstance(baselines, list):
+            raise ValueError("--baselines must be a JSON list")
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         return fail(f"bad JSON argument: {exc}", 2)
     budget = {
@@ -109,6 +112,7 @@ def _submit(client: TunerClient, args: argparse.Namespace) -> int:
         pruner=args.pruner,
         name=args.name,
         warm_start=not args.no_warm_start,
+        baselines=baselines,
     )
     if not args.wait:
         if args.json:
@@ -160,6 +164,8 @@ def _show(job: Job) -> None:
             else f"[{entry['low']:g}, {entry['high']:g}]{' log' if entry.get('log') else ''}"
         )
         rows.append((f"  {name}", shown))
+    if job.baselines:
+        rows.append(("baselines", ", ".join(f"{b.label} ({b.state})" for b in job.baselines)))
     for label, value in rows:
         print(f"{label:<16}{safe(value)}")
 
@@ -213,6 +219,10 @@ def jobs(args: argparse.Namespace) -> int:
                 print(safe(f"job {job.id} is {job.status}"))
             else:
                 _show(job)
+                # The answer in context: the comparison with the job's baselines, if any yet.
+                rec = client.recommendation(job.id) if job.baselines else None
+                if rec is not None and rec.comparison:
+                    print(f"{'comparison':<16}{safe(rec.comparison)}")
             return 0
     except Unauthorized as exc:
         return fail(f"{exc} (check {TOKEN_ENV})")

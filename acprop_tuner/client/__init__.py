@@ -27,9 +27,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 
@@ -46,19 +45,24 @@ from acprop_tuner.client._errors import (
     WaitTimeout,
 )
 from acprop_tuner.client._models import (
+    BaselineResult,
     Budget,
     Evidence,
     ExpectedLoss,
     Job,
+    JobBaseline,
     Progress,
     Recommendation,
     Report,
     Trial,
 )
+from acprop_tuner.client._requests import job_path as _job_path
+from acprop_tuner.client._requests import submission
 from acprop_tuner.client._transport import Transport
 
 __all__ = [
     "TOKEN_ENV",
+    "BaselineResult",
     "Budget",
     "Conflict",
     "Dataset",
@@ -67,6 +71,7 @@ __all__ = [
     "Forbidden",
     "InvalidRequest",
     "Job",
+    "JobBaseline",
     "NotFound",
     "Progress",
     "RateLimited",
@@ -151,6 +156,7 @@ class TunerClient(DatasetCalls):
         name: str | None = None,
         warm_start: bool = True,
         seed: int | None = None,
+        baselines: Sequence[Mapping[str, Any]] | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit a tuning job; what is left out takes the service's ACProp defaults.
@@ -161,6 +167,8 @@ class TunerClient(DatasetCalls):
             space: per hyperparameter ``{"value": v}`` or ``{"low", "high", "log"}``.
             budget: any of ``n_trials``, ``steps``, ``seeds``, ``report_every``, ``max_attempts``.
             seed: the sampler's seed (default: derived from the job id), for a reproducible job.
+            baselines: reference optimizers trained beside the job on its seeds, e.g.
+                ``[{"optimizer": "prodigy"}]``; None: Adam 1e-3 and Prodigy; ``[]``: none.
             idempotency_key: a key that makes the submission safe to repeat (a repeat returns
                 the first job); default a fresh one per call, which covers this call's own
                 retries. Pass your own to make a resubmission after a crash safe too.
@@ -170,16 +178,9 @@ class TunerClient(DatasetCalls):
             RateLimited: the rate limit or a tenant quota (``error == "quota_exceeded"``).
             Conflict: ``idempotency_key`` was already used for a different job.
         """
-        body: dict[str, Any] = {"task": {"name": task, "options": dict(options or {})}}
-        if name is not None:
-            body["name"] = name
-        if space is not None:
-            body["space"] = {k: dict(v) for k, v in space.items()}
-        if budget is not None:
-            body["budget"] = dict(budget)
-        body.update(sampler=sampler, pruner=pruner, warm_start=warm_start)
-        if seed is not None:
-            body["seed"] = seed
+        body = submission(
+            task, options, space, budget, sampler, pruner, name, warm_start, seed, baselines
+        )
         key = idempotency_key or str(uuid.uuid4())
         data = self._transport.json("POST", "/jobs", json=body, headers={"Idempotency-Key": key})
         return Job.from_json(data)
@@ -291,10 +292,3 @@ class TunerClient(DatasetCalls):
                     f"({p.finished} of {p.n_trials} trials finished)",
                 )
             time.sleep(poll_s if remaining is None else min(poll_s, remaining))
-
-
-def _job_path(job_id: JobId) -> str:
-    if not str(job_id):
-        raise ValueError("a job id is needed")
-    # Quoted, so an id read from user input cannot step outside /jobs/ (a bad one gets 404).
-    return f"/jobs/{quote(str(job_id), safe='')}"

@@ -21,6 +21,7 @@ from service.deps import SessionDep, SettingsDep, StudiesDep
 from service.inbound import json_problem
 from service.schemas import JobCreate
 from service.views import (
+    BaselineOut,
     BudgetOut,
     FixedOut,
     IntermediateOut,
@@ -62,6 +63,16 @@ def job_out(view: jobs.JobView) -> JobOut:
         pruner=spec.pruner,
         warm_start=spec.warm_start,
         seed=spec.seed,
+        baselines=[
+            BaselineOut(
+                kind=b.kind,  # type: ignore[arg-type]
+                optimizer=b.optimizer,
+                label=b.label,
+                settings=b.settings,
+                state=b.state,  # type: ignore[arg-type]
+            )
+            for b in view.baselines
+        ],
         study_name=job.study_name,
         progress=Progress(
             n_trials=job.n_trials,

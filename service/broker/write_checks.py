@@ -10,19 +10,30 @@ nothing. (Which tokens still hold their trial is fencing's question, asked first
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from service.broker.fencing import HeldLease
 from service.broker.writes import ReportIn, ResultIn
 from service.errors import InvalidInput
 
-__all__ = ["check_reports", "check_results"]
+__all__ = ["Schedule", "check_reports", "check_results"]
+
+
+class Schedule(Protocol):
+    """What a result is checked against: a trial's lease, or a baseline run's."""
+
+    @property
+    def job_seeds(self) -> int: ...
+
+    @property
+    def job_steps(self) -> int: ...
 
 
 def _per_seed(
     problems: list[dict[str, object]],
     loc: list[str | int],
     values: Sequence[object] | None,
-    lease: HeldLease,
+    lease: Schedule,
     *,
     optional: bool,
 ) -> None:
@@ -65,7 +76,7 @@ def check_reports(reports: Sequence[ReportIn], leases: Mapping[str, HeldLease]) 
     _raise(problems)
 
 
-def check_results(results: Sequence[ResultIn], leases: Mapping[str, HeldLease]) -> None:
+def check_results(results: Sequence[ResultIn], leases: Mapping[str, Schedule]) -> None:
     """Each result has one value per seed, and divergence steps within the job's steps."""
     problems: list[dict[str, object]] = []
     for i, r in enumerate(results):

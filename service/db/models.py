@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -25,39 +24,29 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
     Uuid,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from optimizer.job_spec import JobSpec
-from service.db.states import MAX_ERROR, JobStatus, KeyScope, TrialSource, TrialState
+from service.db.base import NAMING_CONVENTION, TABLE_PREFIX, Base, in_values
+from service.db.baseline_models import BaselineLease, BaselineRun
+from service.db.states import (
+    MAX_ERROR,
+    BaselineKind,
+    JobStatus,
+    KeyScope,
+    TrialSource,
+    TrialState,
+)
 from service.db.types import BigIntId, JobSpecJSON, UTCDateTime, utcnow
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-TABLE_PREFIX = "acprop_"
-
 _FINISHED = TrialState.finished()
-
-
-def _in(column: str, enum: type[StrEnum] | tuple[StrEnum, ...]) -> str:
-    values = ", ".join(f"'{member.value}'" for member in enum)
-    return f"{column} IN ({values})"
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+_in = in_values
 
 
 class Tenant(Base):
@@ -286,6 +275,9 @@ __all__ = [
     "TABLE_PREFIX",
     "ApiKey",
     "Base",
+    "BaselineKind",
+    "BaselineLease",
+    "BaselineRun",
     "Dataset",
     "Job",
     "JobStatus",

@@ -40,6 +40,8 @@ def _fields(cls: type) -> set[str]:
         (_models.Progress, "Progress"),
         (_models.Budget, "BudgetOut"),
         (_models.Risk, "Risk"),
+        (_models.BaselineResult, "BaselineResult"),
+        (_models.JobBaseline, "BaselineOut"),
         (_datasets.Dataset, "DatasetOut"),
     ],
 )

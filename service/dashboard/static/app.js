@@ -168,9 +168,10 @@ class Dashboard {
       sel.drawn = true;
     }
 
-    // The recommendation only changes with the finished trials it uses, or the job's end.
+    // The recommendation only changes with the finished trials it uses, the job's end, or
+    // its baselines (trained beside it).
     const p = job.progress;
-    const recKey = `${job.status}|${p.complete}|${p.diverged}`;
+    const recKey = `${job.status}|${p.complete}|${p.diverged}|${(job.baselines || []).map((b) => b.state).join(",")}`;
     if (recKey === sel.recKey) return;
     let state;
     try {

@@ -1,6 +1,7 @@
 // One job, followed live: header and cancel button, progress counts, the two charts, the
 // recommendation panel and the best trials. Built once per selected job, then updated.
 
+import { baselineLegend } from "./baselines.js";
 import { h, replace, s } from "./dom.js";
 import { duration, loss, num, time } from "./format.js";
 import { bestSoFar, lossVsLearningRate } from "./plots.js";
@@ -178,6 +179,7 @@ export class JobView {
         h("span", { class: "legend-item" }, swatch("rec-edge", { tag: "line", attrs: { x1: 0, x2: 0, y1: -6, y2: 6 } }), "divergence edge"),
       );
     }
+    items.push(...baselineLegend(this.rec, swatch));
     if (tuned.includes("eps_root")) {
       items.push(h("span", { class: "legend-item" }, "eps_root ", num(eps.low, 1), " ", rampBar(), " ", num(eps.high, 1)));
     }

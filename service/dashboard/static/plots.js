@@ -1,6 +1,7 @@
 // The job's two charts, as inline SVG: final loss against learning rate (with the
 // recommendation drawn on it) and the best loss so far against trial number.
 
+import { baselineLines, baselineLosses } from "./baselines.js";
 import { axes, linearScale, logExtent, logScale, lossScale, ramp } from "./chart.js";
 import { s } from "./dom.js";
 import { loss, num } from "./format.js";
@@ -58,7 +59,7 @@ export function lossVsLearningRate(trials, { space, rec, tuned, label, width }) 
       ? [lrRange.low / 1.4, lrRange.high * 1.4] // a margin, so points at the range's ends show whole
       : logExtent([...finished, ...diverged].map((t) => t.params.learning_rate));
   const x = logScale(x0, x1, BOX.left, BOX.right);
-  const y = lossScale(finished.map((t) => t.value), BOX.bottom, BOX.top);
+  const y = lossScale([...finished.map((t) => t.value), ...baselineLosses(rec)], BOX.bottom, BOX.top);
   const epsRange = space.eps_root && "low" in space.eps_root && space.eps_root.low < space.eps_root.high ? space.eps_root : null;
   const colour = epsRange ? epsRootColour(epsRange) : () => null;
   const inX = (v) => Number.isFinite(v) && v >= x0 && v <= x1;
@@ -89,6 +90,8 @@ export function lossVsLearningRate(trials, { space, rec, tuned, label, width }) 
       );
     }
   }
+
+  svg.append(baselineLines(rec, y, BOX));
 
   const points = s("g", { class: "points" });
   for (const t of finished) {

@@ -2,6 +2,7 @@
 // divergence edge, the evidence, and the optax line with a copy button. While the server
 // has no recommendation (409) it shows the server's reason instead.
 
+import { comparisonLine } from "./baselines.js";
 import { h, replace } from "./dom.js";
 import { loss, num, plural } from "./format.js";
 
@@ -55,6 +56,7 @@ export function renderRecommendation(panel, state) {
         fact("evidence", `${e.n_trials_used} of ${e.n_trials} trials`,
           `${plural(e.n_seeds_used, "seed")} used, ${e.n_trials_diverged} diverged; tuned: ${e.tuned.join(", ")}`),
       )),
+    comparisonLine(rec),
     h("div", { class: "optax" }, h("pre", {}, code), h("div", { class: "optax-actions" }, copy, copied)),
   );
 }
