@@ -201,7 +201,25 @@ def _pooled_seed_sd(records: list[TrialOutcome]) -> float:
     return math.sqrt(num / dof) if dof else 0.0
 
 
-def evidence_choose(z: float) -> Callable[[list[TrialOutcome]], dict[str, float] | None]:
+def _paired_sd(records: list[TrialOutcome]) -> float:
+    """Robust sd of the seed-to-seed difference of one trial, over the better half of the
+    job's complete two-seed trials: the config x seed interaction that a paired comparison on
+    shared seeds does not cancel."""
+    pairs = []
+    for r in records:
+        losses, n_div, _ = r.seed_states()
+        if not n_div and len(losses) == 2 and not r.confirmation:
+            pairs.append((float(np.mean(losses)), losses[0] - losses[1]))
+    if len(pairs) < 3:
+        return math.inf
+    pairs.sort()
+    d = np.array([p[1] for p in pairs[: max(3, len(pairs) // 2)]])
+    return float(1.4826 * np.median(np.abs(d - np.median(d))))
+
+
+def evidence_choose(
+    z: float, paired: bool = False
+) -> Callable[[list[TrialOutcome]], dict[str, float] | None]:
     """The model's answer (the first candidate) stands unless another candidate measured
     better on the fresh seeds by more than ``z`` standard errors of a paired difference."""
 
@@ -217,7 +235,7 @@ def evidence_choose(z: float) -> Callable[[list[TrialOutcome]], dict[str, float]
         members = by_config[tuple(sorted(base.params.items()))]
         if any(any(m.diverged) for m in members):
             return config  # the model's answer diverged somewhere: the measured best stands
-        s = _pooled_seed_sd(records)
+        s = _paired_sd(records) / math.sqrt(2.0) if paired else _pooled_seed_sd(records)
         base_losses = base.seed_states()[0]
         best = (float(np.mean(base_losses)), dict(base.params))
         for r in confirm[1:]:
@@ -241,6 +259,9 @@ VARIANTS: dict[str, Policy] = {
     "line_half": replace(CURRENT, line_share=0.5),
     "evidence1": replace(CURRENT, choose=evidence_choose(1.0)),
     "evidence2": replace(CURRENT, choose=evidence_choose(2.0)),
+    "paired1": replace(CURRENT, choose=evidence_choose(1.0, paired=True)),
+    "half_evidence1": replace(CURRENT, line_share=0.5, choose=evidence_choose(1.0)),
+    "paired2": replace(CURRENT, choose=evidence_choose(2.0, paired=True)),
 }
 
 
