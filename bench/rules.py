@@ -175,6 +175,8 @@ class Policy:
     choose: Callable[[list[TrialOutcome]], dict[str, float] | None]
     confirm: Callable[[int], int] = confirmation_trials
     line_share: float | None = LINE_SHARE
+    #: (module, attribute, value) replaced while the job runs: a rule switched off.
+    patches: tuple[tuple[str, str, Any], ...] = ()
 
 
 def _current_choose(records: list[TrialOutcome]) -> dict[str, float] | None:
@@ -252,6 +254,10 @@ def evidence_choose(
     return choose
 
 
+_CHOICE = "optimizer.recommendation._choice"
+_NO_PAPER = (_CHOICE, "paper_point", lambda *a, **k: None)
+_NO_EPS = (_CHOICE, "at_default_eps_root", lambda *a, **k: None)
+
 VARIANTS: dict[str, Policy] = {
     "current": CURRENT,
     "no_line": replace(CURRENT, line_share=None),
@@ -261,12 +267,30 @@ VARIANTS: dict[str, Policy] = {
     "evidence2": replace(CURRENT, choose=evidence_choose(2.0)),
     "paired1": replace(CURRENT, choose=evidence_choose(1.0, paired=True)),
     "half_evidence1": replace(CURRENT, line_share=0.5, choose=evidence_choose(1.0)),
+    "no_paper_tie": replace(CURRENT, patches=(_NO_PAPER,)),
+    "no_eps_tie": replace(CURRENT, patches=(_NO_EPS,)),
+    "no_ties": replace(CURRENT, patches=(_NO_PAPER, _NO_EPS)),
     "paired2": replace(CURRENT, choose=evidence_choose(2.0, paired=True)),
 }
 
 
 def run_job(trainer: Trainer, seed: int, policy: Policy) -> dict[str, Any]:
     """The quality benchmark's job (bench/recommendation.py ``_our_job``) under ``policy``."""
+    import importlib
+
+    saved = []
+    for module, name, value in policy.patches:
+        mod = importlib.import_module(module)
+        saved.append((mod, name, getattr(mod, name)))
+        setattr(mod, name, value)
+    try:
+        return _run_job(trainer, seed, policy)
+    finally:
+        for mod, name, value in saved:
+            setattr(mod, name, value)
+
+
+def _run_job(trainer: Trainer, seed: int, policy: Policy) -> dict[str, Any]:
     spec = _job_spec(trainer.built())
     mirror = StudyMirror.for_job(spec, seed=seed)
     plan = line_plan(spec)

@@ -18,8 +18,9 @@ _BOUNDED_BY = {
     ),
     "range": lambda rec: "the range: the highest learning rate the trials explored",
     "confirmation": lambda rec: (
-        "the confirmation: of the best candidates trained again on "
-        "fresh seeds, the one that measured best without diverging"
+        "the confirmation: the trials' answer trained again on fresh seeds beside a "
+        "step above and below, kept unless another measured better beyond the seed noise "
+        "(a candidate that diverged never counts)"
     ),
 }
 
