@@ -12,7 +12,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # uv installs into this project's .venv, never downloads a Python, and installs the lock as is.
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
-EXTRAS ?= --extra dev
+EXTRAS ?= --extra dev --extra examples
 
 .PHONY: install lock lock-check demo test test-fast bench lint format browser clean
 

@@ -278,7 +278,7 @@ def run() -> dict[str, Any]:
         ):
             old_url = old.render_as_string(hide_password=False)
             quiet_url = quiet.render_as_string(hide_password=False)
-            downgrade(old_url, BASELINE_REVISION)  # the baseline's schema (drops acprop_workers)
+            downgrade(old_url, BASELINE_REVISION)  # the baseline's schema (no 0007-0009 tables)
             chromium_path = os.environ.get("ACPROP_TUNER_CHROMIUM") or "/usr/bin/chromium"
             with _browser() as pw:
                 chromium = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)

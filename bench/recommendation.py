@@ -20,7 +20,9 @@ For every suite task, at its default steps and ACProp's other defaults:
   optax's ``eps_root`` 1e-16.
 - **(f) Prodigy, (g) schedule-free AdamW (at its averaged parameters), (h) D-Adaptation
   AdamW**, at their defaults: the learning-rate-free optimizers a user might pick instead of
-  tuning (optimizer/references.py), on the same evaluation seeds.
+  tuning, and **(i) Adam at 1e-3**, the optimizer a user reaches for first
+  (optimizer/references.py, the references a job trains beside its trials), on the same
+  evaluation seeds.
 
 (a) and (b) run once per sampler seed (``SAMPLER_SEEDS``); every answer is trained on the same
 evaluation seeds (common random numbers) and scored by the regret of its mean validation loss,
@@ -81,7 +83,7 @@ SAMPLER_SEEDS = tuple(range(10, 20))
 #: (``BENCH_RECOMMENDATION_RUNS`` up to ``len(SAMPLER_SEEDS)`` for more).
 DEFAULT_RUNS = 2
 ACPROP_FIXED = ("range_test", "paper", "optax_defaults")
-REFERENCE_OPTIMIZERS = ("prodigy", "schedule_free_adamw", "dadapt_adamw")
+REFERENCE_OPTIMIZERS = ("prodigy", "schedule_free_adamw", "dadapt_adamw", "adam")
 METHODS = ("ours", "plain_tpe", *ACPROP_FIXED, *REFERENCE_OPTIMIZERS)
 LABELS = {
     "plain_tpe": "plain TPE",
@@ -89,6 +91,7 @@ LABELS = {
     "paper": "the paper's setting",
     "optax_defaults": "optax's defaults",
     "prodigy": "Prodigy",
+    "adam": "Adam 1e-3",
     "schedule_free_adamw": "schedule-free AdamW",
     "dadapt_adamw": "D-Adaptation AdamW",
 }
@@ -445,7 +448,8 @@ def markdown(result: dict[str, Any]) -> str:
         )
     header = (
         "| task | reference lr | (a) ours | (b) plain TPE | (c) range test | (d) paper | "
-        "(e) optax defaults | (f) Prodigy | (g) schedule-free AdamW | (h) D-Adapt AdamW |"
+        "(e) optax defaults | (f) Prodigy | (g) schedule-free AdamW | (h) D-Adapt AdamW | "
+        "(i) Adam 1e-3 |"
     )
     lines = [
         f"## {TITLE}",
@@ -460,7 +464,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     for split, summary in s["splits"].items():
-        lines += [f"### {split} split ({summary['n_tasks']} tasks)", "", header, "|" + "---|" * 10]
+        lines += [f"### {split} split ({summary['n_tasks']} tasks)", "", header, "|" + "---|" * 11]
         for t in (t for t in result["tasks"] if t["split"] == split):
             sc = t["scores"]
             lines.append(

@@ -15,6 +15,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from optimizer.baselines import DEFAULT_BASELINES, MAX_BASELINES, Baseline, BaselineError
 from optimizer.space import SearchSpace, SpaceError
 from optimizer.tuning.names import PRUNERS, SAMPLERS
 from optimizer.warm_start import warm_start_configs
@@ -101,7 +102,8 @@ class Budget:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A tuning job: task, search space, budget, sampler, pruner, warm start and seed."""
+    """A tuning job: task, search space, budget, sampler, pruner, warm start, seed, and the
+    baselines trained beside it (reference optimizers on the job's seeds and steps)."""
 
     task: TaskChoice
     budget: Budget
@@ -111,6 +113,8 @@ class JobSpec:
     warm_start: bool = True
     #: The sampler's seed; None: derived from the job id by whoever runs it.
     seed: int | None = None
+    #: Reference optimizers trained on the job's seeds (optimizer/baselines.py); () for none.
+    baselines: tuple[Baseline, ...] = DEFAULT_BASELINES
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -121,6 +125,9 @@ class JobSpec:
             raise JobSpecError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.seed is not None and not (0 <= self.seed < 2**32):
             raise JobSpecError(f"seed must be in [0, 2^32), got {self.seed!r}")
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        if len(self.baselines) > MAX_BASELINES:
+            raise JobSpecError(f"at most {MAX_BASELINES} baselines, got {len(self.baselines)}")
 
     @classmethod
     def for_task(
@@ -152,6 +159,7 @@ class JobSpec:
             "sampler": self.sampler,
             "pruner": self.pruner,
             "warm_start": self.warm_start,
+            "baselines": [b.to_dict() for b in self.baselines],
         }
         if self.seed is not None:
             out["seed"] = self.seed
@@ -174,6 +182,8 @@ class JobSpec:
                 pruner=data.get("pruner", "none"),
                 warm_start=bool(data.get("warm_start", True)),
                 seed=data.get("seed"),
+                # A job stored before baselines existed had none.
+                baselines=tuple(Baseline.from_dict(b) for b in data.get("baselines") or ()),
             )
-        except (KeyError, TypeError, SpaceError) as exc:
+        except (KeyError, TypeError, AttributeError, SpaceError, BaselineError) as exc:
             raise JobSpecError(f"not a job spec: {type(exc).__name__}: {exc}") from None

@@ -40,7 +40,7 @@ import math
 from optimizer.acprop import HYPERPARAMETERS, OPTAX_DEFAULTS, PAPER_EPS_ROOT, PAPER_LEARNING_RATE
 from optimizer.space import Fixed, Range, SearchSpace
 
-__all__ = ["warm_start_configs"]
+__all__ = ["anchor_settings", "warm_start_configs"]
 
 #: Widest spacing of the sweep's learning rates, in decades.
 MAX_SPACING_DECADES = 1.0
@@ -90,6 +90,22 @@ def _lin_grid(low: float, high: float, n: int) -> list[float]:
     return [low + (high - low) * i / (n - 1) for i in range(n)]
 
 
+def anchor_settings(space: SearchSpace) -> dict[str, float]:
+    """Every setting but the learning rate at the sweep's first level: a fixed one at its
+    value, a searched ``eps_root`` at the paper's 1e-8 and the others at optax's defaults,
+    each clamped into its range. The line refinement (optimizer/tuning/line_search.py)
+    searches the learning rate at these settings."""
+    base: dict[str, float] = {}
+    for name in HYPERPARAMETERS[1:]:
+        entry = getattr(space, name)
+        if isinstance(entry, Fixed):
+            base[name] = entry.value
+        else:
+            anchor = PAPER_EPS_ROOT if name == "eps_root" else OPTAX_DEFAULTS[name]
+            base[name] = _clamp(anchor, entry)
+    return base
+
+
 def warm_start_configs(space: SearchSpace, n_trials: int) -> list[dict[str, float]]:
     """The warm-start sweep of a job with ``n_trials`` trials over ``space``.
 
@@ -104,17 +120,12 @@ def warm_start_configs(space: SearchSpace, n_trials: int) -> list[dict[str, floa
     lr = space.learning_rate
     if not isinstance(lr, Range) or n_trials < MIN_POINTS:
         return []
-    base: dict[str, float] = {}
-    for name in HYPERPARAMETERS[1:]:
-        entry = getattr(space, name)
-        base[name] = (
-            entry.value if isinstance(entry, Fixed) else _clamp(OPTAX_DEFAULTS[name], entry)
-        )
+    base = anchor_settings(space)
 
     eps_root = space.eps_root
     levels = [base["eps_root"]]
     if isinstance(eps_root, Range):
-        levels = sorted({_clamp(PAPER_EPS_ROOT, eps_root), eps_root.low}, reverse=True)
+        levels = sorted({base["eps_root"], eps_root.low}, reverse=True)
 
     budget = max(int(n_trials * MAX_SHARE), MIN_POINTS * len(levels))
     per_level = min(MAX_POINTS, budget // len(levels), n_trials // len(levels))

@@ -6,8 +6,8 @@ app shuts down. At startup the app refuses to run on a database whose schema is 
 migrations' head, and says what to run (``acprop-tuner migrate``).
 
 Routers: ``service.api.health`` (``/healthz``, ``/readyz``, ``/metrics``) and, under
-``/api/v1``, ``service.api.jobs``; the worker protocol of issue #4 registers its router in
-:func:`_include_routers`; ``service.dashboard`` serves the web page at ``/dashboard``.
+``/api/v1``, ``service.api.jobs``, the worker protocol (``service.api.leases``) and users' data
+sets (``service.api.datasets``); ``service.dashboard`` serves the web page at ``/dashboard``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service import dashboard
+from service.api import datasets as datasets_api
 from service.api import docs, health, insights
 from service.api import jobs as jobs_api
 from service.api import leases as leases_api
@@ -58,6 +59,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(jobs_api.router, prefix=API_PREFIX)
     app.include_router(insights.router, prefix=API_PREFIX)
     app.include_router(leases_api.router, prefix=API_PREFIX)
+    app.include_router(datasets_api.router, prefix=API_PREFIX)
+    app.include_router(datasets_api.worker_router, prefix=API_PREFIX)
     app.include_router(dashboard.router)
 
 
@@ -147,5 +150,9 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         paths=lambda: [*app.openapi()["paths"], "/openapi.json", "/docs"],
     )
     app.add_middleware(SecurityHeadersMiddleware, api_prefix=API_PREFIX)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        streamed={("POST", datasets_api.UPLOAD_PATH): settings.max_dataset_bytes},
+    )
     return app

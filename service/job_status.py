@@ -17,10 +17,10 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.db.models import Job, JobStatus, Trial, TrialState, utcnow
+from service.db.models import BaselineKind, BaselineRun, Job, JobStatus, Trial, TrialState, utcnow
 from service.errors import Conflict
 
-__all__ = ["TRANSITIONS", "finish_done_jobs", "transition"]
+__all__ = ["TRANSITIONS", "baselines_settled", "finish_done_jobs", "transition"]
 
 # Allowed status changes; anything else is a 409.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -58,8 +58,10 @@ def transition(
 
 def finish_done_jobs(session: Session, job_ids: set[uuid.UUID], now: datetime) -> None:
     """Mark active jobs finished once n_trials of their trials are finished *and* written
-    into the job's Optuna study, so a finished job's study is complete. Called by the Optuna
-    writer (service/broker/study_sink.py) after each write; it locks the jobs' rows, so of two
+    into the job's Optuna study, so a finished job's study is complete, and their baseline
+    runs are done (:func:`baselines_settled`). Called by the Optuna writer
+    (service/broker/study_sink.py) after each write and by the writers of baseline runs
+    (service/broker/baseline_*.py); it locks the jobs' rows, so of two
     concurrent writers the later one sees the other's trials."""
     if not job_ids:
         return
@@ -82,6 +84,21 @@ def finish_done_jobs(session: Session, job_ids: set[uuid.UUID], now: datetime) -
                 Trial.optuna_trial_id.is_not(None),
             )
         )
-        if job.n_trials <= (done or 0):
+        if job.n_trials <= (done or 0) and baselines_settled(session, job):
             # A job with finished trials has had a trial leased, so it is running.
             transition(job, JobStatus.FINISHED, now=now)
+
+
+def baselines_settled(session: Session, job: Job) -> bool:
+    """Whether a job's baseline runs are all done and its check decided (the broker decides
+    it once the trials are done: service/broker/baseline_leasing.py), so that its final
+    answer carries the comparison; true for a job without baselines."""
+    if not job.spec.baselines:
+        return True
+    rows = session.execute(
+        select(BaselineRun.kind, BaselineRun.state).where(BaselineRun.job_id == job.id)
+    ).all()
+    finished = {s.value for s in TrialState.finished()}
+    return any(kind == BaselineKind.CHECK.value for kind, _ in rows) and all(
+        state in finished for _, state in rows
+    )

@@ -1,5 +1,6 @@
-"""Submitting a job: the task's trust check, the tenant's limits and quotas, idempotency,
-the job's Optuna study, and the row with its warm-start sweep, in one transaction.
+"""Submitting a job: the task's trust check, its data set (the tenant's, of a kind its family
+trains on), the tenant's limits and quotas, idempotency, the job's Optuna study, and the row
+with its warm-start sweep and its baseline runs, in one transaction.
 
 Optuna is never called while one of our write transactions is open: on SQLite the two would
 wait on each other's lock. A study whose job was not committed is deleted again.
@@ -15,13 +16,15 @@ from sqlalchemy.orm import Session
 
 from optimizer.job_spec import JobSpec
 from optimizer.tasks.trust import ALLOWED_MODULES_ENV, TaskNotAllowed
+from service.broker.baseline_leasing import enqueue_baselines
 from service.broker.leasing import enqueue_trials
+from service.datasets import check_job_dataset
 from service.db.models import Job, JobStatus, Tenant
 from service.errors import Conflict, InvalidInput, OverLimit, QuotaExceeded
 from service.keys import Principal
 from service.schemas import JobCreate
 from service.settings import Settings
-from service.studies import Studies, study_name
+from service.studies import Studies, job_context, study_name
 
 __all__ = ["SERVER_SETTING", "create_job"]
 
@@ -29,13 +32,14 @@ logger = logging.getLogger(__name__)
 
 
 def _quota_checks(
-    session: Session, settings: Settings, tenant_id: uuid.UUID, body: JobCreate
+    session: Session, settings: Settings, tenant_id: uuid.UUID, spec: JobSpec
 ) -> None:
     retry = settings.retry_after_quota_s
+    budget = spec.budget
     limits = (
-        ("n_trials", body.budget.n_trials, settings.quota_trials_per_job, "trials per job"),
-        ("steps", body.budget.steps, settings.quota_steps_per_trial, "steps per trial"),
-        ("seeds", body.budget.seeds, settings.quota_seeds_per_trial, "seeds per trial"),
+        ("n_trials", budget.n_trials, settings.quota_trials_per_job, "trials per job"),
+        ("steps", budget.steps, settings.quota_steps_per_trial, "steps per trial"),
+        ("seeds", budget.seeds, settings.quota_seeds_per_trial, "seeds per trial"),
     )
     over = [
         {
@@ -108,12 +112,15 @@ def create_job(
         existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
         if existing is not None:
             return _replay(existing, spec, name), False
-    _quota_checks(session, settings, principal.tenant_id, body)
+    check_job_dataset(session, principal.tenant_id, spec.task)
+    _quota_checks(session, settings, principal.tenant_id, spec)
     session.rollback()  # end the read transaction before Optuna writes
 
     job_id = uuid.uuid4()
     name_of_study = study_name(job_id)
-    studies.ensure(name_of_study)
+    studies.ensure(
+        name_of_study, job_context(job_id, name, spec.task.to_dict(), principal.tenant_id)
+    )
 
     # Serialise submissions of one tenant on Postgres, so the active-jobs quota holds under
     # concurrency (SQLite has a single writer anyway).
@@ -123,7 +130,9 @@ def create_job(
             existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
             if existing is not None:
                 raise _LostRace(existing)
-        _quota_checks(session, settings, principal.tenant_id, body)
+        # Again under the tenant's lock, which a deletion of the data set takes too.
+        check_job_dataset(session, principal.tenant_id, spec.task)
+        _quota_checks(session, settings, principal.tenant_id, spec)
         job = Job.of_spec(
             spec,
             id=job_id,
@@ -134,9 +143,10 @@ def create_job(
             idempotency_key=idempotency_key,
         )
         session.add(job)
+        session.flush()  # the job row first: the sweep's trials and the baselines refer to it
         if spec.warm_start_configs:
-            session.flush()  # the job row first: the sweep's trials refer to it
             enqueue_trials(session, job, spec.warm_start_configs)
+        enqueue_baselines(session, job)
         session.commit()
     except _LostRace as race:
         session.rollback()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from optimizer.recommendation import Recommendation
 from service.db.models import Job, JobStatus, Trial, TrialReport, TrialState
 from service.errors import NotFound
+from service.job_baselines import BaselineStatus, baseline_statuses, with_baselines
 from service.job_recommendation import job_recommendation
 from service.job_status import transition
 from service.studies import Studies
@@ -35,6 +36,7 @@ class JobView:
     job: Job
     counts: dict[str, int]
     best_value: float | None
+    baselines: list[BaselineStatus]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,8 @@ def _views(session: Session, jobs: list[Job]) -> list[JobView]:
             .group_by(Trial.job_id)
         ).all():
             best[job_id] = value
-    return [JobView(job, counts[job.id], best[job.id]) for job in jobs]
+    baselines = baseline_statuses(session, ids)
+    return [JobView(job, counts[job.id], best[job.id], baselines[job.id]) for job in jobs]
 
 
 def _end_read(session: Session) -> None:
@@ -181,6 +184,7 @@ def delete_job(session: Session, studies: Studies, tenant_id: uuid.UUID, job_id:
 def get_recommendation(
     session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
 ) -> Recommendation:
-    """The job's recommendation (see :mod:`service.job_recommendation`); 409 with the reason
-    while there is none. ``tenant_id`` None reads any tenant's job (the local CLI)."""
-    return job_recommendation(session, tenant_id, job_id)
+    """The job's recommendation (see :mod:`service.job_recommendation`) with its baselines
+    beside it (:mod:`service.job_baselines`); 409 with the reason while there is none.
+    ``tenant_id`` None reads any tenant's job (the local CLI)."""
+    return with_baselines(session, job_id, job_recommendation(session, tenant_id, job_id))

@@ -5,7 +5,8 @@ The size limit reads the body before the application does, counting bytes as the
 so it holds whether or not the client sent ``Content-Length`` (chunked uploads included);
 a body over the limit gets 413 in the service's error shape and the application never runs.
 Bodies are small (64 KiB by default), so the accepted body is replayed to the application
-from memory.
+from memory. The routes named in ``streamed`` (the data-set upload) are not buffered: a
+``Content-Length`` over their own limit is refused here, and the route counts what arrives.
 """
 
 from __future__ import annotations
@@ -37,25 +38,34 @@ async def _send_error(send: Send, status: int, error: str, detail: str) -> None:
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 to any request whose body exceeds ``max_bytes``."""
+    """Answer 413 to any request whose body exceeds ``max_bytes``; requests to the
+    ``(method, path)`` pairs of ``streamed`` pass unbuffered under their own limit."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, streamed: dict[tuple[str, str], int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = dict(streamed or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = f"the request body is larger than the limit of {self.max_bytes} bytes"
+        own_limit = self.streamed.get((scope.get("method", ""), scope.get("path", "")))
+        limit = self.max_bytes if own_limit is None else own_limit
+        too_large = f"the request body is larger than the limit of {limit} bytes"
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 if not value.isdigit():
                     await _send_error(send, 400, "bad_request", "invalid Content-Length header")
                     return
-                if int(value) > self.max_bytes:
+                if int(value) > limit:
                     await _send_error(send, 413, "payload_too_large", too_large)
                     return
+        if own_limit is not None:
+            await self.app(scope, receive, send)  # the route counts the bytes as they arrive
+            return
         chunks: list[bytes] = []
         size = 0
         while True:

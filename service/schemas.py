@@ -25,19 +25,21 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from optimizer.baselines import DEFAULT_BASELINES
 from optimizer.job_spec import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_N_TRIALS,
     DEFAULT_REPORT_EVERY,
     DEFAULT_SEEDS,
-    DEFAULT_STEPS,
     Budget,
     JobSpec,
     TaskChoice,
 )
 from optimizer.space import Fixed, Range, SearchSpace, SpaceError, validate_entry
-from optimizer.tasks import TaskOptionsError, validate_task_options
+from optimizer.tasks import TaskOptionsError, default_steps, validate_task_options
+from optimizer.tasks.registry import check_task_name
 from optimizer.tuning.names import PRUNERS, SAMPLERS
+from service.baseline_schemas import BASELINES_FIELD, BaselineIn, to_baselines
 from service.inbound import InboundModel
 
 
@@ -145,7 +147,7 @@ class TaskIn(StrictModel):
     @classmethod
     def _known_task(cls, name: str) -> str:
         try:
-            validate_task_options(name, {})
+            check_task_name(name)
         except TaskOptionsError as exc:
             raise PydanticCustomError("value_error", str(exc)) from None
         return name
@@ -164,13 +166,21 @@ class TaskIn(StrictModel):
 
 class BudgetIn(StrictModel):
     n_trials: int = Field(DEFAULT_N_TRIALS, ge=1, le=MAX_TRIALS, description="trials in the job")
-    steps: int = Field(DEFAULT_STEPS, ge=1, le=MAX_STEPS, description="training steps per trial")
+    steps: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_STEPS,
+        description="training steps per trial (default: a built-in task's own "
+        "`default_steps`; required for a custom task, whose code the server does not import); "
+        "the job shows the resolved value",
+    )
     seeds: int = Field(DEFAULT_SEEDS, ge=1, le=MAX_SEEDS, description="seeds trained per trial")
     report_every: int | None = Field(
         None,
         ge=1,
         le=MAX_STEPS,
-        description=f"steps between loss reports (default {DEFAULT_REPORT_EVERY})",
+        description=f"steps between loss reports (default {DEFAULT_REPORT_EVERY}, or the steps "
+        "if fewer)",
     )
     max_attempts: int = Field(
         DEFAULT_MAX_ATTEMPTS, ge=1, le=MAX_ATTEMPTS, description="tries of a trial"
@@ -191,7 +201,9 @@ class JobCreate(StrictModel):
     name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
     task: TaskIn
     space: SpaceIn = Field(default_factory=lambda: SpaceIn.model_validate({}))
-    budget: BudgetIn = Field(default_factory=lambda: BudgetIn.model_validate({}))
+    budget: BudgetIn = Field(
+        default_factory=lambda: BudgetIn.model_validate({}), validate_default=True
+    )
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "none"
     warm_start: bool = Field(
@@ -205,6 +217,14 @@ class JobCreate(StrictModel):
         "the same results in the same order give the same trials while the server keeps the "
         "job's study in memory (a restart restarts the sampler's random stream)",
     )
+    baselines: list[BaselineIn] | None = BASELINES_FIELD
+
+    @field_validator("baselines", mode="after")
+    @classmethod
+    def _each_once(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is not None:
+            to_baselines(value)  # a baseline listed twice is a 422 here
+        return value
 
     @field_validator("sampler", mode="after")
     @classmethod
@@ -219,6 +239,31 @@ class JobCreate(StrictModel):
             )
         return value
 
+    @field_validator("budget", mode="after")
+    @classmethod
+    def _resolve_steps(cls, budget: BudgetIn, info: ValidationInfo) -> BudgetIn:
+        # A job that names no steps trains its task's own default_steps. A built-in's is known
+        # here without JAX; a custom task's is in its code, which the server never imports,
+        # so such a job must name its steps (`acprop-tuner tune` reads them from the task).
+        task = info.data.get("task")
+        if budget.steps is None and task is not None:
+            steps = default_steps(task.name)
+            if steps is None:
+                raise PydanticCustomError(
+                    "value_error",
+                    f"budget.steps is required for the custom task {task.name!r}: the server "
+                    "does not import task code, so it cannot read the task's default_steps; "
+                    "name the steps (acprop-tuner tune reads them from the task for you)",
+                )
+            if (budget.report_every or 0) > steps:
+                raise PydanticCustomError(
+                    "value_error",
+                    f"budget.report_every must be <= budget.steps, which is {task.name!r}'s "
+                    f"default_steps ({steps}) when the job names none",
+                )
+            budget = budget.model_copy(update={"steps": steps})
+        return budget
+
     def to_spec(self) -> JobSpec:
         """The job, typed, with every default resolved (stored in ``jobs.spec``)."""
         return JobSpec(
@@ -229,4 +274,5 @@ class JobCreate(StrictModel):
             pruner=self.pruner,
             warm_start=self.warm_start,
             seed=self.seed,
+            baselines=DEFAULT_BASELINES if self.baselines is None else to_baselines(self.baselines),
         )

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     retry_after_unavailable_s: int = Field(default=2, ge=1, le=600)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Users' data sets (service/datasets.py): the upload as sent (a streamed body, counted as
+    # it arrives; MAX_BODY_BYTES holds for every other route) and its arrays unpacked (an
+    # .npz may be compressed: a zip bomb stops here, before anything is inflated).
+    max_dataset_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024**3)
+    max_dataset_unpacked_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024**3)
 
     # Per API key: a token bucket. Busy workers send a few calls per second each and a live
     # dashboard polls about once a second, so the defaults leave plenty of headroom.

@@ -1,10 +1,12 @@
 """Each job's Optuna study, in the service's own database.
 
 A job's study is named :func:`study_name` of its id and created idempotently (a retried
-submission finds the study already there). Optuna's storage keeps its own tables and stamps
-the default ``alembic_version`` table; ours uses ``acprop_tuner_alembic_version``. The storage
-is built lazily (Optuna creates its tables on first use) with the same short timeouts as our
-engine, so an unreachable database fails fast and the API answers 503.
+submission finds the study already there), with the job's context as the study's user
+attributes (:func:`job_context`: job id and name, task, tenant id). Optuna's storage keeps
+its own tables and stamps the default ``alembic_version`` table; ours uses
+``acprop_tuner_alembic_version``. The storage is built lazily (Optuna creates its tables on
+first use) with the same short timeouts as our engine, so an unreachable database fails fast
+and the API answers 503.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
@@ -20,6 +24,19 @@ from service.db.engine import engine_kwargs
 from service.settings import Settings
 
 STUDY_PREFIX = "acprop-job-"
+
+
+def job_context(
+    job_id: uuid.UUID, job_name: str, task: Mapping[str, Any], tenant_id: uuid.UUID
+) -> dict[str, Any]:
+    """A job's study's user attributes: which job, which task, whose (plain JSON)."""
+    return {
+        "acprop_job_id": str(job_id),
+        "job_name": job_name,
+        "task": task["name"],
+        "task_options": dict(task.get("options") or {}),
+        "tenant_id": str(tenant_id),
+    }
 
 
 def study_name(job_id: uuid.UUID) -> str:
@@ -44,11 +61,16 @@ class Studies:
                 )
             return self._storage
 
-    def ensure(self, name: str) -> int:
-        """Create the study if it does not exist; return its Optuna study id."""
+    def ensure(self, name: str, user_attrs: Mapping[str, Any] | None = None) -> int:
+        """Create the study if it does not exist, with ``user_attrs`` (the job's context, so
+        that optuna-dashboard and ``optuna.load_study`` users can tell the studies apart);
+        return its Optuna study id."""
+        storage = self.storage()
         study = optuna.create_study(
-            storage=self.storage(), study_name=name, direction="minimize", load_if_exists=True
+            storage=storage, study_name=name, direction="minimize", load_if_exists=True
         )
+        for key, value in (user_attrs or {}).items():
+            storage.set_study_user_attr(study._study_id, key, value)
         return study._study_id
 
     def delete(self, name: str) -> None:

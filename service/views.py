@@ -12,10 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.db.models import JobStatus, TrialSource, TrialState
+from service.db.models import BaselineKind, JobStatus, TrialSource, TrialState
 from service.schemas import PrunerName, SamplerName
 
 __all__ = [
+    "BaselineOut",
     "BudgetOut",
     "FixedOut",
     "IntermediateOut",
@@ -82,6 +83,17 @@ class Progress(OutModel):
     failed: int
 
 
+class BaselineOut(OutModel):
+    """One baseline run of a job: a reference optimizer (``kind`` baseline) or ACProp at the
+    recommendation on the baselines' seeds (``kind`` check); results in the recommendation."""
+
+    kind: BaselineKind
+    optimizer: str
+    label: str
+    settings: dict[str, float]
+    state: TrialState
+
+
 class JobOut(OutModel):
     id: uuid.UUID
     name: str
@@ -93,6 +105,11 @@ class JobOut(OutModel):
     pruner: PrunerName
     warm_start: bool
     seed: int | None = Field(description="the sampler's seed if the job set one")
+    baselines: list[BaselineOut] = Field(
+        default_factory=list,
+        description="the reference optimizers trained beside the job, and its check, with "
+        "their state (their results are in the recommendation)",
+    )
     study_name: str
     progress: Progress
     best_value: float | None = Field(description="lowest final loss of a complete trial")

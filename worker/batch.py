@@ -50,6 +50,7 @@ class Stats:
     completed: int = 0
     lost: int = 0
     released: int = 0
+    baselines: int = 0  # baseline runs completed
     compiles: list[float] = field(default_factory=list)
 
 

@@ -15,11 +15,12 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from worker.protocol import (
+    BaselineLease,
     CompleteAnswer,
     Failure,
     HeartbeatAnswer,
@@ -33,6 +34,7 @@ from worker.protocol import (
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/leases"
+DATASETS = "/api/v1/worker/datasets"
 
 
 class ClientError(Exception):
@@ -180,6 +182,37 @@ class WorkerClient:
             f"POST {PREFIX + path}: {last} after {self._retry.attempts} attempts"
         )
 
+    def download(self, path: str, out: BinaryIO, max_bytes: int) -> None:
+        """GET ``path`` into ``out`` (truncated and rewritten on each retry), with the retries
+        of a POST; an answer longer than ``max_bytes`` is a :class:`ProtocolError`."""
+        last = "no attempt made"
+        for attempt in range(self._retry.attempts):
+            retry_after: float | None = None
+            try:
+                with self._http.stream("GET", path) as response:
+                    status = response.status_code
+                    if 200 <= status < 300:
+                        out.seek(0)
+                        out.truncate()
+                        size = 0
+                        for chunk in response.iter_bytes():
+                            size += len(chunk)
+                            if size > max_bytes:
+                                raise ProtocolError(status, f"more than {max_bytes} bytes")
+                            out.write(chunk)
+                        return
+                    response.read()
+                    if status != 429 and status < 500:
+                        raise ProtocolError(status, _detail(response))
+                    retry_after, last = _retry_after(response), f"HTTP {status}"
+            except httpx.TransportError as exc:
+                last = type(exc).__name__
+            if attempt + 1 < self._retry.attempts:
+                delay = self._retry.delay(attempt, retry_after, self._rng)
+                log.info("GET %s failed (%s); retrying in %.2fs", path, last, delay)
+                self._sleep(delay)
+        raise ServerUnavailable(f"GET {path}: {last} after {self._retry.attempts} attempts")
+
     def _post_fenced(
         self, path: str, key: str, items: Sequence[Report | Result | Failure]
     ) -> tuple[dict[str, Any], list[str], frozenset[str]]:
@@ -208,6 +241,7 @@ class WorkerClient:
         return LeaseAnswer(
             leases=tuple(Lease.from_json(item) for item in data.get("leases", [])),
             retry_after_s=float(retry) if retry is not None else None,
+            baselines=tuple(BaselineLease.from_json(item) for item in data.get("baselines", [])),
         )
 
     def heartbeat(self, tokens: Sequence[str]) -> HeartbeatAnswer:

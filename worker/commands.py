@@ -1,9 +1,11 @@
 """`acprop-tuner worker`: the command that runs one worker process.
 
 Owns what must happen before JAX initialises (pinning the process to one device; the population
-trainer turns on the persistent compilation cache in `ACPROP_TUNER_JAX_CACHE_DIR`), reading the token (from `--token` or the environment, never
-printed), signal handling (SIGTERM/SIGINT: finish the current chunk, give the unfinished leases
-back, exit 0) and wiring the client, heartbeat and loop together. See docs/workers.md.
+trainer turns on the persistent compilation cache in `ACPROP_TUNER_JAX_CACHE_DIR`), reading the
+token (from `--token` or the environment, never printed), where users' data sets are cached
+(`--dataset-cache-dir`, `--dataset-cache-bytes`), signal handling (SIGTERM/SIGINT: finish the
+current chunk, give the unfinished leases back, exit 0) and wiring the client, heartbeat and
+loop together. See docs/workers.md.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import socket
 import sys
 import threading
 import uuid
+from pathlib import Path
 from types import FrameType
 
 from optimizer.tasks.trust import TaskTrust
+from worker.datasets import CACHE_BYTES_ENV, CACHE_DIR_ENV, DEFAULT_CACHE_BYTES, default_cache_dir
 
 TOKEN_ENV = "ACPROP_TUNER_WORKER_TOKEN"
 
@@ -80,7 +84,25 @@ def _validate(args: argparse.Namespace) -> str | None:
         TaskTrust.of(args.allow_task_module or ())
     except ValueError as exc:
         return str(exc)
+    cache_bytes = _cache_bytes(args)
+    if cache_bytes is None or cache_bytes < 0:
+        return f"--dataset-cache-bytes (or {CACHE_BYTES_ENV}) must be an integer >= 0"
     return None
+
+
+def _cache_bytes(args: argparse.Namespace) -> int | None:
+    """The data set cache's bound: the flag, else the environment, else the default."""
+    if args.dataset_cache_bytes is not None:
+        return int(args.dataset_cache_bytes)
+    raw = os.environ.get(CACHE_BYTES_ENV)
+    if raw is None:
+        return DEFAULT_CACHE_BYTES
+    return int(raw) if raw.strip().isdigit() else None
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    raw = args.dataset_cache_dir or os.environ.get(CACHE_DIR_ENV)
+    return Path(raw) if raw else default_cache_dir()
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -133,6 +155,8 @@ def worker(args: argparse.Namespace) -> int:
         max_trials=args.max_trials,
         idle_exit_s=args.idle_exit,
         allowed_task_modules=TaskTrust.of(args.allow_task_module or ()).modules,
+        dataset_cache_dir=_cache_dir(args),
+        dataset_cache_bytes=_cache_bytes(args) or 0,
     )
     log.info(
         "worker %s: server %s, capacity %d, device %s",

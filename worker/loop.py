@@ -13,14 +13,17 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from optimizer.tasks.trust import TaskTrust
+from worker.baselines import BaselineRuns
 from worker.batch import BatchContext, PopulationBatch, Stats, release
 from worker.client import ClientError, ProtocolError, ServerUnavailable, WorkerClient
+from worker.datasets import DEFAULT_CACHE_BYTES, DatasetCache, default_cache_dir, http_fetch
 from worker.heartbeat import Heartbeat
 from worker.journal import Journal
 from worker.population import PopulationPool, lanes_of
-from worker.protocol import Failure, Lease, LeaseAnswer, describe_error
+from worker.protocol import BaselineLease, Failure, Lease, LeaseAnswer, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,10 @@ class WorkerOptions:
     #: Module prefixes of `package.module:factory` tasks this worker may import (besides
     #: built-ins and installed entry points): optimizer/tasks/trust.py.
     allowed_task_modules: tuple[str, ...] = ()
+    #: Where users' data sets are kept (None: worker.datasets.default_cache_dir()), and the
+    #: most bytes kept there.
+    dataset_cache_dir: Path | None = None
+    dataset_cache_bytes: int = DEFAULT_CACHE_BYTES
 
 
 class WorkerLoop:
@@ -55,7 +62,14 @@ class WorkerLoop:
         self.options = options
         self.stop = stop or threading.Event()
         self.journal = journal or Journal(None, worker_id=options.worker_id)
-        self.pool = pool or PopulationPool(TaskTrust.of(options.allowed_task_modules))
+        self.datasets = DatasetCache(
+            options.dataset_cache_dir or default_cache_dir(),
+            options.dataset_cache_bytes,
+            http_fetch(client.clone()),
+        )
+        self.pool = pool or PopulationPool(
+            TaskTrust.of(options.allowed_task_modules), datasets=self.datasets
+        )
         self.heartbeat = Heartbeat(client.clone(), interval_s=1.0, on_lost=self._heartbeat_lost)
         self.stats = Stats()
         self._held: dict[str, Lease] = {}  # token -> lease, for the heartbeat's journal lines
@@ -78,9 +92,11 @@ class WorkerLoop:
         finally:
             self.heartbeat.stop()
             log.info(
-                "worker exits: %d trials, %d completed, %d lost, %d released, compiles %s",
+                "worker exits: %d trials, %d completed, %d baseline runs, %d lost, %d released, "
+                "compiles %s",
                 self.stats.trials,
                 self.stats.completed,
+                self.stats.baselines,
                 self.stats.lost,
                 self.stats.released,
                 [round(c, 2) for c in self.stats.compiles],
@@ -104,7 +120,7 @@ class WorkerLoop:
             except ProtocolError as exc:
                 log.error("the server refused this worker: %s", exc)
                 return 1
-            if not answer.leases:
+            if not answer.leases and not answer.baselines:
                 idle = time.monotonic() - idle_since
                 if opts.idle_exit_s is not None and idle >= opts.idle_exit_s:
                     log.info("idle for %.1fs: exiting", idle)
@@ -114,7 +130,10 @@ class WorkerLoop:
                     wait = min(wait, max(0.05, opts.idle_exit_s - idle))
                 self.stop.wait(wait)
                 continue
-            self.train(answer.leases)
+            if answer.leases:
+                self.train(answer.leases)
+            if answer.baselines:
+                self.train_baselines(answer.baselines)
             idle_since = time.monotonic()
         return 0
 
@@ -145,6 +164,11 @@ class WorkerLoop:
                     continue
                 try:
                     PopulationBatch(self.batches).train(group)
+                except ServerUnavailable as exc:
+                    # Only fetching a data set can raise it here (reports and completions
+                    # handle their own): give the trials back for later, no attempt lost.
+                    log.warning("cannot fetch the trials' data set now (%s)", exc)
+                    release(self.batches, [lease.token for lease in group])
                 except Exception as exc:
                     # Task code is the operator's, but it can still fail: a task not allowed
                     # here, an import error, a factory raising on its options, a batch that
@@ -156,6 +180,28 @@ class WorkerLoop:
             self.heartbeat.untrack(tokens)
             for token in tokens:
                 self._held.pop(token, None)
+                self.batches.completing.discard(token)
+
+    def train_baselines(self, leases: Sequence[BaselineLease]) -> None:
+        """Train one lease answer's baseline runs (worker/baselines.py), heartbeated."""
+        tokens = [lease.token for lease in leases]
+        self.heartbeat.set_interval(max(0.1, min(lease.ttl_s for lease in leases) / 3))
+        self.heartbeat.track(tokens)
+        for lease in leases:
+            run = lease.run
+            self.journal.write(
+                "baseline_lease",
+                job_id=run.job_id,
+                run_id=run.run_id,
+                attempt=run.attempt,
+                optimizer=run.optimizer,
+                seeds=list(run.seeds),
+            )
+        try:
+            BaselineRuns(self.batches).train(leases)
+        finally:
+            self.heartbeat.untrack(tokens)
+            for token in tokens:
                 self.batches.completing.discard(token)
 
     def _fail(self, group: Sequence[Lease], exc: Exception) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from optimizer.tasks.trust import TaskTrust
+from worker.datasets import DatasetCache, DatasetUnavailable
 from worker.protocol import Lease, TaskSpec
 
 
@@ -117,20 +118,34 @@ class PopulationPool:
     """One trainer per (task, options, K, S, chunk), kept for the worker's life.
 
     The trainer's compiled programs live in the optimizer's process-wide program cache; the
-    pool keeps the loaded task too (building a task loads its data set)."""
+    pool keeps the loaded task too (building a task loads its data set: a user's is fetched
+    by hash through ``datasets`` once per process, and from its disk cache after that)."""
 
-    def __init__(self, trust: TaskTrust | None = None) -> None:
+    def __init__(
+        self, trust: TaskTrust | None = None, datasets: DatasetCache | None = None
+    ) -> None:
         # What this worker's operator allowed; a name outside it is refused before import.
         self._trust = trust or TaskTrust()
+        # Where tasks on a user's data set get its arrays (fetched once, then from disk).
+        self._datasets = datasets
         self._tasks: dict[tuple[str, str], Any] = {}
         self._trainers: dict[tuple[Any, ...], Any] = {}
 
-    def _task(self, spec: TaskSpec) -> Any:
+    def task(self, spec: TaskSpec) -> Any:
+        """The loaded task of ``spec`` (kept; refused before import unless trusted here)."""
         key = spec.cache_key()
         if key not in self._tasks:
             from optimizer.tasks import load_task
+            from optimizer.tasks.registry import task_dataset
 
-            self._tasks[key] = load_task(spec.name, dict(spec.options), trust=self._trust)
+            options = dict(spec.options)
+            dataset = None
+            name = task_dataset(spec.name, options)
+            if name is not None:
+                if self._datasets is None:
+                    raise DatasetUnavailable("this worker has no data set cache to fetch into")
+                dataset = self._datasets.load(name)
+            self._tasks[key] = load_task(spec.name, options, trust=self._trust, dataset=dataset)
         return self._tasks[key]
 
     def trainer(self, spec: TaskSpec, capacity: int, n_seeds: int, chunk_steps: int) -> Any:
@@ -139,7 +154,7 @@ class PopulationPool:
             from optimizer.population import PopulationTrainer
 
             self._trainers[key] = PopulationTrainer(
-                self._task(spec), n_configs=capacity, n_seeds=n_seeds, chunk_steps=chunk_steps
+                self.task(spec), n_configs=capacity, n_seeds=n_seeds, chunk_steps=chunk_steps
             )
         return self._trainers[key]
 

@@ -85,9 +85,67 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class BaselineRunSpec:
+    """One baseline run to train: a reference optimizer (``kind`` "baseline") or ACProp at
+    the job's recommendation (``kind`` "check", ``optimizer`` "acprop") on the job's task,
+    these seeds and steps (optimizer/references.py)."""
+
+    job_id: Id
+    run_id: Id
+    number: int
+    kind: str
+    attempt: int
+    task: TaskSpec
+    optimizer: str
+    settings: Mapping[str, float]
+    seeds: tuple[int, ...]
+    steps: int
+    #: The job's report cadence (the check trains in chunks of it, in the trials' program).
+    report_every: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BaselineRunSpec:
+        task = data["task"]
+        return cls(
+            job_id=data["job_id"],
+            run_id=data["run_id"],
+            number=int(data["number"]),
+            kind=str(data.get("kind", "baseline")),
+            attempt=int(data["attempt"]),
+            task=TaskSpec(name=str(task["name"]), options=dict(task.get("options") or {})),
+            optimizer=str(data["optimizer"]),
+            settings={k: float(v) for k, v in (data.get("settings") or {}).items()},
+            seeds=tuple(int(s) for s in data["seeds"]),
+            steps=int(data["steps"]),
+            report_every=int(data.get("report_every") or data["steps"]),
+        )
+
+
+@dataclass(frozen=True)
+class BaselineLease:
+    """A baseline run held by this worker until `expires_at`, fenced by `token`."""
+
+    token: str
+    expires_at: str
+    ttl_s: float
+    run: BaselineRunSpec
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BaselineLease:
+        return cls(
+            token=str(data["token"]),
+            expires_at=str(data.get("expires_at", "")),
+            ttl_s=float(data["ttl_s"]),
+            run=BaselineRunSpec.from_json(data["run"]),
+        )
+
+
+@dataclass(frozen=True)
 class LeaseAnswer:
     leases: tuple[Lease, ...]
     retry_after_s: float | None
+    #: Baseline runs, handed out when the job has no trial to train.
+    baselines: tuple[BaselineLease, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The `acprop-tuner` command line: one entry point that dispatches to the service, the worker
-and the demo. Handlers are imported lazily so that `acprop-tuner serve` never imports JAX and
+"""The `acprop-tuner` command line: one entry point that dispatches to the service, the worker,
+the demo and `tune` (one local run). Handlers are imported lazily so that `acprop-tuner serve` never imports JAX and
 `acprop-tuner worker` never imports the database layer."""
 
 from __future__ import annotations
@@ -17,19 +17,21 @@ from optimizer.tuning.names import PRUNERS, SAMPLERS
 # returns a process exit code.
 _HANDLERS = {
     "demo": "acprop_tuner.cli.demo:main",
+    "tune": "acprop_tuner.cli.tune:main",
     "serve": "acprop_tuner.cli.service_commands:serve",
     "migrate": "acprop_tuner.cli.service_commands:migrate",
     "keys": "acprop_tuner.cli.service_commands:keys",
     "worker": "worker.commands:worker",
     "recommend": "acprop_tuner.cli.service_commands:recommend",
     "jobs": "acprop_tuner.cli.jobs:jobs",
+    "datasets": "acprop_tuner.cli.datasets:datasets",
 }
 
 _STATUSES = ["queued", "running", "finished", "cancelled", "failed"]
 
 
-def _add_jobs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``jobs submit|list|show|cancel|trials``: the user's commands against a server."""
+def _client_options() -> argparse.ArgumentParser:
+    """The options of every command that talks to a server with a user key."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--server", default=None, help="base URL of the API (or ACPROP_TUNER_SERVER)"
@@ -41,7 +43,27 @@ def _add_jobs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "command-line flags show in the process list (ps)",
     )
     common.add_argument("--json", action="store_true", help="print the server's JSON")
+    return common
 
+
+def _add_datasets_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``datasets upload|list|show|delete``: a user's own data on a server (docs/tasks.md)."""
+    common = _client_options()
+    datasets = sub.add_parser("datasets", help="upload, list, delete your data sets (user key)")
+    datasets_sub = datasets.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    upload = datasets_sub.add_parser(
+        "upload", parents=[common], help="upload an .npz (x, y, x_val, y_val); prints its sha256"
+    )
+    upload.add_argument("file", help="an .npz file, as numpy.savez writes it")
+    upload.add_argument("--name", default=None, help="a label for the data set")
+    datasets_sub.add_parser("list", parents=[common], help="your data sets, newest first")
+    for action, what in (("show", "a data set's arrays and families"), ("delete", "delete one")):
+        datasets_sub.add_parser(action, parents=[common], help=what).add_argument("sha256")
+
+
+def _add_jobs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``jobs submit|list|show|cancel|trials``: the user's commands against a server."""
+    common = _client_options()
     jobs = sub.add_parser("jobs", help="submit, list, show, cancel jobs on a server (user key)")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     submit = jobs_sub.add_parser(
@@ -65,6 +87,12 @@ def _add_jobs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     submit.add_argument("--name", default=None, help="a label for the job")
     submit.add_argument(
         "--no-warm-start", action="store_true", help="skip the initial learning-rate sweep"
+    )
+    submit.add_argument(
+        "--baselines",
+        default=None,
+        help='reference optimizers trained beside the job as JSON, e.g. \'[{"optimizer": '
+        '"adam", "learning_rate": 1e-3}]\' (default Adam 1e-3 and Prodigy; [] for none)',
     )
     submit.add_argument(
         "--wait", action="store_true", help="follow the job, then print the recommendation"
@@ -100,10 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep", action="store_true", help="only the engine: a learning-rate sweep, no server"
     )
     demo.add_argument(
+        "--no-baselines", action="store_true", help="train no reference optimizers beside it"
+    )
+    demo.add_argument(
         "--serve",
         action="store_true",
         help="keep the server running after the job (to browse the dashboard) until Ctrl-C",
     )
+
+    from acprop_tuner.cli.tune import add_parser as add_tune_parser
+
+    add_tune_parser(sub)
 
     serve = sub.add_parser("serve", help="run the REST API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -150,6 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
         "trusted code: without this only built-in tasks and installed entry points run",
     )
 
+    worker.add_argument(
+        "--dataset-cache-dir",
+        default=None,
+        help="where users' data sets are kept (or ACPROP_TUNER_DATASET_CACHE_DIR; default "
+        "~/.cache/acprop-tuner/datasets)",
+    )
+    worker.add_argument(
+        "--dataset-cache-bytes",
+        type=int,
+        default=None,
+        help="most bytes of data sets kept there, least recently used removed first (or "
+        "ACPROP_TUNER_DATASET_CACHE_BYTES; default 4 GiB)",
+    )
+
     rec = sub.add_parser("recommend", help="print a job's recommended ACProp configuration")
     rec.add_argument("job_id")
     rec.add_argument("--server", default=None, help="ask a running server instead of the database")
@@ -157,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true", help="print JSON")
 
     _add_jobs_parser(sub)
+    _add_datasets_parser(sub)
     return parser
 
 

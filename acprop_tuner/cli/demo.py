@@ -43,11 +43,14 @@ def _progress_line(job: dict[str, Any], started: float) -> str:
     p = job.get("progress") or {}
     best = job.get("best_value")
     best_text = f"{best:.4f}" if isinstance(best, int | float) else "-"
+    runs = job.get("baselines") or []
+    done = sum(b["state"] in ("complete", "diverged", "failed") for b in runs)
     return (
         f"  {time.perf_counter() - started:6.1f}s  {job['status']:<9} "
         f"finished {p.get('finished', 0):>3}/{p.get('n_trials', '?')}  "
         f"complete {p.get('complete', 0):>3}  diverged {p.get('diverged', 0):>3}  "
         f"running {p.get('running', 0):>3}  best loss {best_text}"
+        + (f"  baselines {done}/{len(runs)}" if runs else "")
     )
 
 
@@ -101,6 +104,8 @@ def run_service_demo(args: argparse.Namespace) -> int:
             "budget": {"n_trials": n_trials, "steps": 300, "seeds": 2, "report_every": 25},
             "sampler": "tpe",
         }
+        if args.no_baselines:
+            body["baselines"] = []
         r = client.post("/api/v1/jobs", json=body)
         if r.status_code != 201:
             raise SystemExit(f"demo: job submission failed: {r.status_code} {r.text}")
@@ -110,6 +115,7 @@ def run_service_demo(args: argparse.Namespace) -> int:
             f"\nJob {job_id}: ACProp on {task}, {n_trials} trials x 2 seeds x 300 steps; "
             "learning rate in [1e-5, 1] and eps_root in [1e-16, 1e-6] (log), "
             "a warm-start sweep first, then TPE"
+            + ("" if args.no_baselines else "; Adam 1e-3 and Prodigy trained beside it")
         )
         started = time.perf_counter()
         last = ""

@@ -30,16 +30,16 @@ from acprop_tuner.client import (
 SERVER_ENV = "ACPROP_TUNER_SERVER"
 
 
-def _fail(message: str, code: int = 1) -> int:
+def fail(message: str, code: int = 1) -> int:
     print(f"acprop-tuner: {safe(message)}", file=sys.stderr)
     return code
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
 
 
-def _client(args: argparse.Namespace) -> TunerClient | str:
+def client_from_args(args: argparse.Namespace) -> TunerClient | str:
     """A client from the arguments and environment, or the message saying what is missing."""
     server = args.server or os.environ.get(SERVER_ENV)
     if not server:
@@ -93,8 +93,11 @@ def _submit(client: TunerClient, args: argparse.Namespace) -> int:
     try:
         options = _json_arg("--options", args.options)
         space = _json_arg("--space", args.space)
+        baselines = None if args.baselines is None else json.loads(args.baselines)
+        if baselines is not None and not isinstance(baselines, list):
+            raise ValueError("--baselines must be a JSON list")
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        return _fail(f"bad JSON argument: {exc}", 2)
+        return fail(f"bad JSON argument: {exc}", 2)
     budget = {
         k: v
         for k, v in (("n_trials", args.trials), ("steps", args.steps), ("seeds", args.seeds))
@@ -109,10 +112,11 @@ def _submit(client: TunerClient, args: argparse.Namespace) -> int:
         pruner=args.pruner,
         name=args.name,
         warm_start=not args.no_warm_start,
+        baselines=baselines,
     )
     if not args.wait:
         if args.json:
-            _print_json(job.raw)
+            print_json(job.raw)
         else:
             print(job.id)
         return 0
@@ -123,7 +127,7 @@ def _submit(client: TunerClient, args: argparse.Namespace) -> int:
             job.id, timeout=args.timeout, poll_s=args.poll, on_progress=_progress_printer()
         )
     except KeyboardInterrupt:
-        return _fail(f"stopped waiting; the job goes on: {job.id}", 130)
+        return fail(f"stopped waiting; the job goes on: {job.id}", 130)
     rec, why = None, ""
     if job.status == "finished":
         try:
@@ -131,14 +135,14 @@ def _submit(client: TunerClient, args: argparse.Namespace) -> int:
         except Conflict as exc:  # its detail says why there is none
             why = f": {exc.detail}"
     if args.json:
-        _print_json({"job": job.raw, "recommendation": rec.raw if rec else None})
+        print_json({"job": job.raw, "recommendation": rec.raw if rec else None})
     elif rec is not None:
         from optimizer.recommendation.text import describe  # jax-free text formatting
 
         print(safe_lines(describe(rec.raw)))
     if job.status != "finished":
-        return _fail(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
-    return 0 if rec is not None else _fail(f"job {job.id} finished without a recommendation{why}")
+        return fail(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
+    return 0 if rec is not None else fail(f"job {job.id} finished without a recommendation{why}")
 
 
 def _show(job: Job) -> None:
@@ -160,6 +164,8 @@ def _show(job: Job) -> None:
             else f"[{entry['low']:g}, {entry['high']:g}]{' log' if entry.get('log') else ''}"
         )
         rows.append((f"  {name}", shown))
+    if job.baselines:
+        rows.append(("baselines", ", ".join(f"{b.label} ({b.state})" for b in job.baselines)))
     for label, value in rows:
         print(f"{label:<16}{safe(value)}")
 
@@ -174,9 +180,9 @@ def _trial_row(t: Trial) -> str:
 
 def jobs(args: argparse.Namespace) -> int:
     """Dispatch ``jobs submit|list|show|cancel|trials``; returns the exit code."""
-    client = _client(args)
+    client = client_from_args(args)
     if isinstance(client, str):
-        return _fail(client, 2)
+        return fail(client, 2)
     try:
         with client:
             command = args.jobs_command
@@ -185,7 +191,7 @@ def jobs(args: argparse.Namespace) -> int:
             if command == "list":
                 listed = list(client.jobs(status=args.status))
                 if args.json:
-                    _print_json([j.raw for j in listed])
+                    print_json([j.raw for j in listed])
                     return 0
                 print("id\tname\tstatus\ttask\tfinished\tbest\tcreated_at")
                 for j in listed:
@@ -200,7 +206,7 @@ def jobs(args: argparse.Namespace) -> int:
             if command == "trials":
                 trials = client.trials(args.job_id, after=args.after)
                 if args.json:
-                    _print_json([t.raw for t in trials])
+                    print_json([t.raw for t in trials])
                     return 0
                 print("number\tstate\tattempt\tvalue\tdiverged_at\tparams")
                 for t in trials:
@@ -208,13 +214,17 @@ def jobs(args: argparse.Namespace) -> int:
                 return 0
             job = client.cancel(args.job_id) if command == "cancel" else client.job(args.job_id)
             if args.json:
-                _print_json(job.raw)
+                print_json(job.raw)
             elif command == "cancel":
                 print(safe(f"job {job.id} is {job.status}"))
             else:
                 _show(job)
+                # The answer in context: the comparison with the job's baselines, if any yet.
+                rec = client.recommendation(job.id) if job.baselines else None
+                if rec is not None and rec.comparison:
+                    print(f"{'comparison':<16}{safe(rec.comparison)}")
             return 0
     except Unauthorized as exc:
-        return _fail(f"{exc} (check {TOKEN_ENV})")
+        return fail(f"{exc} (check {TOKEN_ENV})")
     except TunerError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))

@@ -1,9 +1,8 @@
-"""A small typed Python client of the acprop-tuner user API (``/api/v1/jobs``).
+"""A small typed Python client of the acprop-tuner user API (``/api/v1/jobs``, ``/datasets``).
 
-Owns the client side of the REST contract: submitting jobs, reading jobs, trials and
-recommendations, cancelling and deleting, and waiting for a job to end. It needs only httpx
-and the standard library (it never imports ``service``, ``optimizer`` or JAX), so it can be
-used from a notebook or a training script that has nothing else of the project installed.
+Owns the client side of the REST contract: jobs (submit, read, cancel, delete, wait) and data
+sets (upload, list, delete: ``_datasets.py``). It needs only httpx and the standard library
+(never ``service``, ``optimizer`` or JAX), so a notebook or a script can use it alone.
 
 Example::
 
@@ -15,12 +14,12 @@ Example::
         rec = tuner.recommendation(job.id)
         print(rec.optax if rec else "no recommendation")
 
-Retries: calls that are safe to repeat (every GET, ``cancel``, ``delete``, and ``submit``,
-which sends an ``Idempotency-Key`` so a repeated submission returns the first job) are
-retried with exponential backoff on 429, 503 and connection errors, honouring
-``Retry-After``; a quota refusal and a wait longer than ``max_retry_wait_s`` are raised at
-once. The API key is sent per request by an auth object whose repr hides it; it never
-appears in this module's reprs, log lines or exceptions.
+Retries: calls safe to repeat (every GET, ``cancel``, ``delete``, an upload (content
+addressed), and ``submit``, whose ``Idempotency-Key`` makes a repeat return the first job)
+are retried with exponential backoff on 429, 503 and connection errors, honouring
+``Retry-After``; a quota refusal and a wait over ``max_retry_wait_s`` are raised at once.
+The API key is sent per request by an auth object whose repr hides it: it never appears in
+this module's reprs, log lines or exceptions.
 """
 
 from __future__ import annotations
@@ -28,12 +27,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 
+from acprop_tuner.client._datasets import Dataset, DatasetCalls
 from acprop_tuner.client._errors import (
     Conflict,
     Forbidden,
@@ -46,26 +45,33 @@ from acprop_tuner.client._errors import (
     WaitTimeout,
 )
 from acprop_tuner.client._models import (
+    BaselineResult,
     Budget,
     Evidence,
     ExpectedLoss,
     Job,
+    JobBaseline,
     Progress,
     Recommendation,
     Report,
     Trial,
 )
+from acprop_tuner.client._requests import job_path as _job_path
+from acprop_tuner.client._requests import submission
 from acprop_tuner.client._transport import Transport
 
 __all__ = [
     "TOKEN_ENV",
+    "BaselineResult",
     "Budget",
     "Conflict",
+    "Dataset",
     "Evidence",
     "ExpectedLoss",
     "Forbidden",
     "InvalidRequest",
     "Job",
+    "JobBaseline",
     "NotFound",
     "Progress",
     "RateLimited",
@@ -86,13 +92,12 @@ Pruner = Literal["none", "median", "successive-halving", "hyperband"]
 JobId = str | uuid.UUID
 
 
-class TunerClient:
-    """A synchronous client of one acprop-tuner server.
+class TunerClient(DatasetCalls):
+    """A synchronous client of one acprop-tuner server (data set calls: ``DatasetCalls``).
 
     Args:
         base_url: the server, e.g. ``http://127.0.0.1:8000`` (without ``/api/v1``).
-        token: a user (or admin) API key; default ``$ACPROP_TUNER_TOKEN``. Without one every
-            call raises :class:`Unauthorized`.
+        token: a user (or admin) API key; default ``$ACPROP_TUNER_TOKEN`` (none: Unauthorized).
         timeout: seconds for each HTTP request (connect, read, write).
         max_retries: retries of a call that is safe to repeat (0: none).
         max_retry_wait_s: the longest single wait before a retry; a server asking for more
@@ -151,6 +156,7 @@ class TunerClient:
         name: str | None = None,
         warm_start: bool = True,
         seed: int | None = None,
+        baselines: Sequence[Mapping[str, Any]] | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit a tuning job; what is left out takes the service's ACProp defaults.
@@ -161,6 +167,8 @@ class TunerClient:
             space: per hyperparameter ``{"value": v}`` or ``{"low", "high", "log"}``.
             budget: any of ``n_trials``, ``steps``, ``seeds``, ``report_every``, ``max_attempts``.
             seed: the sampler's seed (default: derived from the job id), for a reproducible job.
+            baselines: reference optimizers trained beside the job on its seeds, e.g.
+                ``[{"optimizer": "prodigy"}]``; None: Adam 1e-3 and Prodigy; ``[]``: none.
             idempotency_key: a key that makes the submission safe to repeat (a repeat returns
                 the first job); default a fresh one per call, which covers this call's own
                 retries. Pass your own to make a resubmission after a crash safe too.
@@ -170,16 +178,9 @@ class TunerClient:
             RateLimited: the rate limit or a tenant quota (``error == "quota_exceeded"``).
             Conflict: ``idempotency_key`` was already used for a different job.
         """
-        body: dict[str, Any] = {"task": {"name": task, "options": dict(options or {})}}
-        if name is not None:
-            body["name"] = name
-        if space is not None:
-            body["space"] = {k: dict(v) for k, v in space.items()}
-        if budget is not None:
-            body["budget"] = dict(budget)
-        body.update(sampler=sampler, pruner=pruner, warm_start=warm_start)
-        if seed is not None:
-            body["seed"] = seed
+        body = submission(
+            task, options, space, budget, sampler, pruner, name, warm_start, seed, baselines
+        )
         key = idempotency_key or str(uuid.uuid4())
         data = self._transport.json("POST", "/jobs", json=body, headers={"Idempotency-Key": key})
         return Job.from_json(data)
@@ -291,10 +292,3 @@ class TunerClient:
                     f"({p.finished} of {p.n_trials} trials finished)",
                 )
             time.sleep(poll_s if remaining is None else min(poll_s, remaining))
-
-
-def _job_path(job_id: JobId) -> str:
-    if not str(job_id):
-        raise ValueError("a job id is needed")
-    # Quoted, so an id read from user input cannot step outside /jobs/ (a bad one gets 404).
-    return f"/jobs/{quote(str(job_id), safe='')}"

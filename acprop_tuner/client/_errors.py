@@ -60,7 +60,7 @@ class Forbidden(TunerError):
 
 
 class NotFound(TunerError):
-    """404: no such job for this key's tenant (or a malformed id)."""
+    """404: no such job or data set for this key's tenant (or a malformed id)."""
 
 
 class Conflict(TunerError):
@@ -128,8 +128,8 @@ def _describe(detail: Any) -> str:
         return "; ".join(
             f"{'.'.join(str(p) for p in d.get('loc', []))}: {d['msg']}" for d in detail
         )
-    if isinstance(detail, Mapping) and "msg" in detail:
-        return str(detail["msg"])
+    if isinstance(detail, Mapping) and ("msg" in detail or "message" in detail):
+        return str(detail.get("msg", detail.get("message")))
     return str(detail)
 
 

@@ -13,22 +13,35 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from acprop_tuner.client._baselines import BaselineResult, JobBaseline
+from acprop_tuner.client._recommendation import (
+    HYPERPARAMETERS,
+    Evidence,
+    ExpectedLoss,
+    Recommendation,
+    Risk,
+)
+
 __all__ = [
     "TERMINAL_STATUSES",
+    "BaselineResult",
     "Budget",
     "Evidence",
     "ExpectedLoss",
     "Job",
+    "JobBaseline",
     "Progress",
     "Recommendation",
     "Report",
+    "Risk",
     "Trial",
 ]
 
+# The optimizer's vocabulary as the client writes it (tests/unit/test_client_contract.py).
+_HYPERPARAMETERS = HYPERPARAMETERS
+
 # A job in one of these never changes again (the service's JobStatus.active() complement).
 TERMINAL_STATUSES = frozenset({"finished", "cancelled", "failed"})
-
-_HYPERPARAMETERS = ("learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay")
 
 
 def _time(value: str | None) -> datetime | None:
@@ -99,6 +112,8 @@ class Job:
     cancelled_at: datetime | None
     error: str | None
     seed: int | None = None
+    #: The reference optimizers trained beside it, and its check, with their state.
+    baselines: tuple[JobBaseline, ...] = ()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -128,6 +143,7 @@ class Job:
             finished_at=_time(data.get("finished_at")),
             cancelled_at=_time(data.get("cancelled_at")),
             error=data.get("error"),
+            baselines=tuple(JobBaseline.from_json(b) for b in data.get("baselines") or ()),
             raw=data,
         )
 
@@ -200,110 +216,5 @@ class Trial:
             ),
             versions=data.get("versions"),
             error=data.get("error"),
-            raw=data,
-        )
-
-
-@dataclass(frozen=True)
-class ExpectedLoss:
-    """The loss the recommended configuration is predicted to reach, with its spreads."""
-
-    mean: float
-    seed_std: float
-    model_std: float
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Which finished trials (and seeds) the recommendation rests on."""
-
-    n_trials: int
-    n_trials_used: int
-    n_seeds_used: int
-    n_trials_diverged: int
-    n_seeds_diverged: int
-    n_seeds_missing: int
-    tuned: tuple[str, ...]
-    trials_used: tuple[int, ...] = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Risk:
-    """The chance that a fresh seed diverges at the recommendation: an estimate, its upper
-    bound at ``confidence``, and the nearby seeds they rest on (``thin``: too few)."""
-
-    probability: float
-    upper_bound: float
-    confidence: float
-    n_seeds: int
-    n_diverged: int
-    target: float
-    meets_target: bool
-    thin: bool
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """A job's recommended ACProp configuration (``provisional`` while the job runs,
-    ``final`` once it ended) with its learning-rate interval, the divergence edge (None when
-    no comparable trial diverged), the evidence, and ``optax``: the line of code to paste."""
-
-    job_id: str
-    status: str
-    learning_rate: float
-    b1: float
-    b2: float
-    eps: float
-    eps_root: float
-    weight_decay: float
-    lr_interval: tuple[float, float]
-    divergence_lr: float | None
-    expected_loss: ExpectedLoss
-    evidence: Evidence
-    margin: float
-    tolerance: float
-    optax: str
-    #: What set the learning rate: ``loss``, ``edge``, ``evidence`` or ``range``.
-    bounded_by: str = "loss"
-    risk: Risk | None = None
-    #: The jax/jaxlib/optax versions the trials were trained with, each with ``n_trials``.
-    versions: tuple[Mapping[str, Any], ...] = ()
-    #: What a user should know before using the answer (e.g. trials of mixed versions).
-    warnings: tuple[str, ...] = ()
-    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
-
-    @property
-    def config(self) -> dict[str, float]:
-        """The six ACProp hyperparameters, e.g. for ``optimizer.config.ACPropConfig(**c)``."""
-        return {name: getattr(self, name) for name in _HYPERPARAMETERS}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Recommendation:
-        e, v = data["expected_loss"], data["evidence"]
-        lo, hi = data["lr_interval"]
-        return cls(
-            job_id=str(data["job_id"]),
-            status=data["status"],
-            **{name: float(data[name]) for name in _HYPERPARAMETERS},
-            lr_interval=(float(lo), float(hi)),
-            divergence_lr=data.get("divergence_lr"),
-            expected_loss=ExpectedLoss(e["mean"], e["seed_std"], e["model_std"]),
-            evidence=Evidence(
-                n_trials=v["n_trials"],
-                n_trials_used=v["n_trials_used"],
-                n_seeds_used=v["n_seeds_used"],
-                n_trials_diverged=v["n_trials_diverged"],
-                n_seeds_diverged=v["n_seeds_diverged"],
-                n_seeds_missing=v.get("n_seeds_missing", 0),
-                tuned=tuple(v["tuned"]),
-                trials_used=tuple(v.get("trials_used", ())),
-            ),
-            margin=float(data["margin"]),
-            tolerance=float(data["tolerance"]),
-            optax=data["optax"],
-            bounded_by=data.get("bounded_by", "loss"),
-            risk=Risk(**data["risk"]) if data.get("risk") else None,
-            versions=tuple(data.get("versions") or ()),
-            warnings=tuple(data.get("warnings") or ()),
             raw=data,
         )

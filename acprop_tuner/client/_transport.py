@@ -90,6 +90,7 @@ class Transport:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         gone_after_retry_ok: bool = False,
     ) -> httpx.Response:
@@ -106,7 +107,7 @@ class Transport:
         for attempt in range(self.max_retries + 1):
             try:
                 response = self._http.request(
-                    method, path, params=params, json=json, headers=headers
+                    method, path, params=params, json=json, content=content, headers=headers
                 )
             except httpx.TransportError as exc:  # refused, reset, timed out: worth a retry
                 error: TunerError = Unavailable(

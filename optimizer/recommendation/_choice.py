@@ -11,7 +11,7 @@ import numpy as np
 from scipy import optimize
 from scipy.stats import qmc
 
-from optimizer.acprop import OPTAX_DEFAULTS
+from optimizer.recommendation._confirmed import best_confirmed
 from optimizer.recommendation._divergence_model import DivergenceModel
 from optimizer.recommendation._features import FeatureSpace
 from optimizer.recommendation._loss_model import LossModel
@@ -196,7 +196,7 @@ def recommend(
         if at_paper <= at_best + tolerance * abs(at_best):
             x_best = x_paper
 
-    confirmed = _best_confirmed(trials, states)
+    confirmed = best_confirmed(trials, states)
     if confirmed is not None:
         # The confirmation stage measured its candidates on fresh seeds: the best of those
         # that never diverged is the answer (optimizer/tuning/confirmation.py), as measured.
@@ -295,23 +295,3 @@ def _bounded_by(lr: float, lr_cap: float, limits: dict[str, float]) -> BoundedBy
         return "loss"
     name = min(limits, key=lambda k: limits[k])
     return name  # type: ignore[return-value]
-
-
-def _best_confirmed(
-    trials: list[TrialOutcome], states: list[tuple[list[float], int, int]]
-) -> dict[str, float] | None:
-    """Of the configurations the confirmation stage trained, the one with the lowest mean
-    loss over its fresh seeds among those no seed of any of its trials diverged; None
-    without confirmation trials (or when every candidate diverged somewhere)."""
-    by_config: dict[tuple[tuple[str, float], ...], list[int]] = {}
-    for i, t in enumerate(trials):
-        by_config.setdefault(tuple(sorted(t.params.items())), []).append(i)
-    best: tuple[float, dict[str, float]] | None = None
-    for config, members in by_config.items():
-        fresh = [i for i in members if trials[i].confirmation]
-        if not fresh or any(states[i][1] or states[i][2] for i in members):
-            continue
-        measured = float(np.mean([loss for i in fresh for loss in states[i][0]]))
-        if best is None or measured < best[0]:
-            best = (measured, dict(config))
-    return None if best is None else {**OPTAX_DEFAULTS, **best[1]}

@@ -61,6 +61,23 @@ def basis(x: np.ndarray) -> np.ndarray:
     return np.hstack([np.ones_like(u), u, u**2, x[:, 1:]])
 
 
+def independent_columns(h: np.ndarray) -> np.ndarray:
+    """Indices of a maximal set of linearly independent columns of ``h``, in order.
+
+    A tuned setting can be constant over the trials the loss is fitted on (every trial at
+    another ``eps_root`` diverged, say); its trend column is then the intercept again and
+    ``H^T K^-1 H`` is singular. Such columns carry nothing for the fit and are left out.
+    """
+    keep: list[int] = []
+    for j in range(h.shape[1]):
+        trial = h[:, [*keep, j]]
+        if np.linalg.matrix_rank(trial, tol=1e-9 * max(1.0, float(np.abs(trial).max()))) > len(
+            keep
+        ):
+            keep.append(j)
+    return np.array(keep, dtype=int)
+
+
 @dataclass(frozen=True)
 class Warp:
     """The output compression, its inverse, and the standardisation after it."""
@@ -112,6 +129,7 @@ class LossModel:
     beta: np.ndarray
     a_inv: np.ndarray
     kh: np.ndarray
+    columns: np.ndarray
 
     @classmethod
     def fit(cls, x: np.ndarray, seed_losses: list[np.ndarray]) -> LossModel:
@@ -132,7 +150,8 @@ class LossModel:
         seed_var = float(sum(((v - v.mean()) ** 2).sum() for v in z) / dof) if dof > 0 else 0.0
         noise = seed_var / m
         n, d = x.shape
-        h = basis(x) if n >= basis(x).shape[1] + 3 else np.ones((n, 1))
+        columns = independent_columns(basis(x)) if n >= basis(x).shape[1] + 3 else np.zeros(1, int)
+        h = basis(x)[:, columns]
 
         def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
             lengths, amp, nug = np.exp(theta[:d]), np.exp(theta[d]), np.exp(theta[d + 1])
@@ -175,10 +194,10 @@ class LossModel:
         a_inv = np.linalg.inv(h.T @ kh)
         beta = a_inv @ (kh.T @ ybar)
         alpha = linalg.cho_solve((chol, True), ybar - h @ beta)
-        return cls(x, alpha, chol, lengths, amp, nug, seed_var, warp, beta, a_inv, kh)
+        return cls(x, alpha, chol, lengths, amp, nug, seed_var, warp, beta, a_inv, kh, columns)
 
     def _basis(self, x: np.ndarray) -> np.ndarray:
-        return basis(x) if self.beta.size > 1 else np.ones((x.shape[0], 1))
+        return basis(x)[:, self.columns]
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of ``f`` in warped, standardised units."""

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from optimizer.acprop import BOUNDS, HYPERPARAMETERS
 from optimizer.recommendation._risk import Risk
+from optimizer.recommendation.baselines import BaselineResult
 from optimizer.versions import TrainedWith
 
 Status = Literal["provisional", "final"]
@@ -146,6 +147,9 @@ class Recommendation:
         ``range`` (the highest learning rate the trials explored), or ``confirmation``
         (the confirmation stage's candidate that measured best on fresh seeds).
       risk: the chance that a fresh seed diverges there, with its upper bound.
+      baselines: the job's reference optimizers beside ACProp here, on the same seeds
+        (optimizer/recommendation/baselines.py; the service fills them in).
+      comparison: the same in one line for people (None without baselines).
     """
 
     learning_rate: float
@@ -170,6 +174,9 @@ class Recommendation:
     versions: tuple[TrainedWith, ...] = ()
     #: What a user should know before using it (e.g. trials of mixed versions).
     warnings: tuple[str, ...] = ()
+    #: The job's baselines beside it, on the same seeds (the service fills them in).
+    baselines: tuple[BaselineResult, ...] = ()
+    comparison: str | None = None
 
     def __post_init__(self) -> None:
         floats = [getattr(self, n) for n in HYPERPARAMETERS] + [self.margin, self.tolerance]

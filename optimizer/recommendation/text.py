@@ -18,8 +18,9 @@ _BOUNDED_BY = {
     ),
     "range": lambda rec: "the range: the highest learning rate the trials explored",
     "confirmation": lambda rec: (
-        "the confirmation: of the best candidates trained again on "
-        "fresh seeds, the one that measured best without diverging"
+        "the confirmation: the trials' answer trained again on fresh seeds beside a "
+        "step above and below, kept unless another measured better beyond the seed noise "
+        "(a candidate that diverged never counts)"
     ),
 }
 
@@ -73,5 +74,26 @@ def describe(rec: Mapping[str, Any]) -> str:
         v = versions[0]
         lines.append(f"  trained with jax {v['jax']}, jaxlib {v['jaxlib']}, optax {v['optax']}")
     lines += [f"  warning: {text}" for text in rec.get("warnings") or []]
+    lines += _baselines(rec)
     lines += ["", rec["optax"]]
     return "\n".join(lines)
+
+
+def _baselines(rec: Mapping[str, Any]) -> list[str]:
+    """The job's baselines beside the answer, on the same seeds, and the one-line comparison."""
+    baselines = rec.get("baselines") or []
+    if not baselines:
+        return []
+    seeds = len(baselines[0].get("seeds") or [])
+    lines = [f"  baselines (the same {seeds} seeds and steps, each at its settings):"]
+    for b in baselines:
+        mean, std = b.get("validation_loss"), b.get("seed_std")
+        shown = f"{mean:.4g} (seed spread {std:.2g})" if mean is not None else b["state"]
+        if b.get("diverged_seeds"):
+            shown += f", {len(b['diverged_seeds'])} of {seeds} seeds diverged"
+        if b.get("error"):
+            shown += f": {b['error']}"
+        lines.append(f"    {b['label']:<22} {shown}")
+    if rec.get("comparison"):
+        lines.append(f"  {rec['comparison']}")
+    return lines

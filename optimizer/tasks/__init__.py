@@ -9,6 +9,7 @@ from optimizer.tasks.base import Task, TaskMeta
 from optimizer.tasks.options import OptionSchema, TaskOptionsError
 from optimizer.tasks.registry import (
     ENTRY_POINT_GROUP,
+    default_steps,
     load_task,
     task_names,
     task_schema,
@@ -25,6 +26,7 @@ __all__ = [
     "TaskNotAllowed",
     "TaskOptionsError",
     "TaskTrust",
+    "default_steps",
     "load_task",
     "task_names",
     "task_schema",

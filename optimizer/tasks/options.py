@@ -10,12 +10,15 @@ range, so the user can fix the request without reading code.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ACTIVATION",
     "ChoiceOption",
+    "DatasetOption",
     "FloatOption",
     "IntListOption",
     "IntOption",
@@ -116,7 +119,36 @@ class ChoiceOption:
         return value
 
 
-Option = IntOption | FloatOption | IntListOption | ChoiceOption
+@dataclass(frozen=True)
+class DatasetOption:
+    """An uploaded data set, named by its SHA-256 (lowercase hex; see optimizer/datasets).
+
+    ``required``: the task needs one (a model family); otherwise it is left out of the
+    options unless given (a task with built-in data that can take a user's instead)."""
+
+    required: bool = True
+    help: str = "the sha256 of a data set uploaded with POST /api/v1/datasets"
+
+    @property
+    def default(self) -> None:
+        return None
+
+    def allowed(self) -> str:
+        return "the sha256 of a data set you uploaded (64 lowercase hex digits)"
+
+    def validate(self, name: str, value: Any) -> str:
+        if not isinstance(value, str) or not _SHA256.match(value):
+            shown = value if not isinstance(value, str) or len(value) <= 80 else value[:77] + "..."
+            raise TaskOptionsError(f"option {name!r} must be {self.allowed()}, got {shown!r}")
+        return value
+
+
+_SHA256 = re.compile("^[0-9a-f]{64}$")
+
+#: The hidden activation of the MLPs (the names of optimizer.tasks.builtin._common.ACTIVATIONS).
+ACTIVATION = ChoiceOption("relu", ("relu", "tanh", "gelu"), "hidden activation")
+
+Option = IntOption | FloatOption | IntListOption | ChoiceOption | DatasetOption
 
 
 @dataclass(frozen=True)
@@ -133,7 +165,12 @@ class OptionSchema:
     help: str = ""
 
     def defaults(self) -> dict[str, Any]:
-        return {name: _default(spec) for name, spec in self.options.items()}
+        """Every option's default; a data set (which has none) is left out."""
+        return {
+            name: _default(spec)
+            for name, spec in self.options.items()
+            if not isinstance(spec, DatasetOption)
+        }
 
     def validate(self, task: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
         """Return ``options`` with every default filled in, or raise TaskOptionsError."""
@@ -152,6 +189,12 @@ class OptionSchema:
         result = self.defaults()
         for name, value in options.items():
             result[name] = self.options[name].validate(name, value)
+        for name, spec in self.options.items():
+            if isinstance(spec, DatasetOption) and spec.required and name not in result:
+                raise TaskOptionsError(
+                    f"task {task!r} needs option {name!r}: {spec.allowed()} "
+                    "(POST /api/v1/datasets, or `acprop-tuner datasets upload`)"
+                )
         if self.check is not None:
             self.check(result)
         return result
@@ -159,9 +202,14 @@ class OptionSchema:
     def describe(self) -> dict[str, str]:
         """Option name -> its allowed values and default, for docs and error pages."""
         return {
-            name: f"{spec.allowed()} (default {_default(spec)!r})"
-            for name, spec in self.options.items()
+            name: f"{spec.allowed()} ({_default_text(spec)})" for name, spec in self.options.items()
         }
+
+
+def _default_text(spec: Option) -> str:
+    if isinstance(spec, DatasetOption):
+        return "required" if spec.required else "optional"
+    return f"default {_default(spec)!r}"
 
 
 def _default(spec: Option) -> Any:

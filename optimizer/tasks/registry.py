@@ -2,7 +2,9 @@
 
 Three kinds of names resolve to a task:
 
-- a built-in name (see :func:`task_names`), whose options are validated against its schema;
+- a built-in name (see :func:`task_names`), whose options are validated against its schema,
+  or a model family that trains on an uploaded data set (:func:`family_names`, see
+  optimizer/tasks/dataset_families.py), named in its ``dataset`` option;
 - ``package.module:factory``, a factory importable on the worker, called as
   ``factory(**options)``;
 - a name registered by an installed distribution in the entry-point group
@@ -20,11 +22,14 @@ import importlib.metadata
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
+from optimizer.datasets import Dataset
 from optimizer.tasks.base import Task, TaskMeta
+from optimizer.tasks.dataset_families import DATASET_OPTION, FAMILIES, FAMILY_DEFAULT_STEPS
 from optimizer.tasks.options import (
-    ChoiceOption,
+    ACTIVATION,
+    DatasetOption,
     FloatOption,
     IntListOption,
     IntOption,
@@ -37,7 +42,12 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "WORKER_SETTING",
     "TaskNotAllowed",
+    "builtin_default_steps",
+    "check_task_name",
+    "default_steps",
+    "family_names",
     "load_task",
+    "task_dataset",
     "task_names",
     "task_schema",
     "validate_task_options",
@@ -50,7 +60,7 @@ WORKER_SETTING = f"the worker's --allow-task-module PREFIX or {ALLOWED_MODULES_E
 # `package.module:factory`, each part a Python identifier (dotted on the module side).
 _FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
-_ACTIVATION = ChoiceOption("relu", ("relu", "tanh", "gelu"), "hidden activation")
+_ACTIVATION = ACTIVATION
 _BATCH = IntOption(128, 1, 4096, "minibatch size (examples drawn with replacement per step)")
 
 
@@ -62,9 +72,17 @@ def _check_char_lm(options: dict[str, Any]) -> None:
         )
 
 
-# name -> (schema, "module:factory" of the JAX implementation, imported only by load_task).
-_BUILTINS: dict[str, tuple[OptionSchema, str]] = {
-    "rosenbrock": (
+class _Builtin(NamedTuple):
+    schema: OptionSchema
+    #: "module:factory" of the JAX implementation, imported only by load_task.
+    factory: str
+    #: The task's `TaskMeta.default_steps`, known here without JAX so that the API can give a
+    #: job that names no steps the task's own (the implementation reads it from here).
+    default_steps: int
+
+
+_BUILTINS: dict[str, _Builtin] = {
+    "rosenbrock": _Builtin(
         OptionSchema(
             {
                 "a": FloatOption(1.0, -10.0, 10.0, "minimum at (a, a^2)"),
@@ -73,8 +91,9 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
             help="2-D Rosenbrock from (0, 0), full batch: the optax issue 1132 reproducer",
         ),
         "optimizer.tasks.builtin.rosenbrock:make_rosenbrock",
+        500,
     ),
-    "mlp-digits": (
+    "mlp-digits": _Builtin(
         OptionSchema(
             {
                 "widths": IntListOption((64, 128), 1, 2048, 1, 8, "hidden layer widths"),
@@ -84,8 +103,9 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
             help="ReLU MLP on scikit-learn's 8x8 digits (1,797 images, 10 classes)",
         ),
         "optimizer.tasks.builtin.digits:make_mlp_digits",
+        300,
     ),
-    "cnn-digits": (
+    "cnn-digits": _Builtin(
         OptionSchema(
             {
                 "channels": IntListOption((8, 16), 1, 128, 1, 4, "3x3 conv channels per layer"),
@@ -94,8 +114,9 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
             help="small ReLU conv net on scikit-learn's 8x8 digits",
         ),
         "optimizer.tasks.builtin.digits:make_cnn_digits",
+        300,
     ),
-    "mlp-mnist1d": (
+    "mlp-mnist1d": _Builtin(
         OptionSchema(
             {
                 "widths": IntListOption((128, 128), 1, 2048, 1, 8, "hidden layer widths"),
@@ -105,15 +126,17 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
             help="ReLU MLP on MNIST-1D (generated offline, 4,000 train / 1,000 test)",
         ),
         "optimizer.tasks.builtin.mnist1d:make_mlp_mnist1d",
+        1000,
     ),
-    "logreg-breast-cancer": (
+    "logreg-breast-cancer": _Builtin(
         OptionSchema(
             {"batch_size": IntOption(64, 1, 4096, "minibatch size")},
             help="logistic regression on scikit-learn's breast cancer data (30 features)",
         ),
         "optimizer.tasks.builtin.breast_cancer:make_logreg_breast_cancer",
+        200,
     ),
-    "char-lm": (
+    "char-lm": _Builtin(
         OptionSchema(
             {
                 "seq_len": IntOption(32, 4, 256, "characters per training window"),
@@ -121,31 +144,75 @@ _BUILTINS: dict[str, tuple[OptionSchema, str]] = {
                 "d_model": IntOption(32, 8, 512, "model width"),
                 "n_layers": IntOption(1, 1, 4, "transformer blocks"),
                 "n_heads": IntOption(4, 1, 16, "attention heads (must divide d_model)"),
+                DATASET_OPTION: DatasetOption(required=False),
             },
             check=_check_char_lm,
-            help="tiny causal transformer on the text of Python's pydoc topics",
+            help="tiny causal transformer on the text of Python's pydoc topics, or on your "
+            "token or text data set",
         ),
         "optimizer.tasks.builtin.char_lm:make_char_lm",
+        500,
     ),
 }
 
 
 def task_names() -> tuple[str, ...]:
-    """The built-in task names, sorted."""
+    """The built-in task names (tasks with their own data), sorted."""
     return tuple(sorted(_BUILTINS))
 
 
+def family_names() -> tuple[str, ...]:
+    """The model families that train on an uploaded data set, sorted."""
+    return tuple(sorted(FAMILIES))
+
+
+def _schema_and_factory(name: str) -> tuple[OptionSchema, str] | None:
+    builtin = _BUILTINS.get(name)
+    if builtin is not None:
+        return builtin.schema, builtin.factory
+    return FAMILIES.get(name)
+
+
+def default_steps(name: str) -> int | None:
+    """A built-in task's or model family's default number of training steps (jax-free);
+    None for any other name: the code of a custom task or entry point is not imported to
+    find out."""
+    builtin = _BUILTINS.get(name)
+    if builtin is not None:
+        return builtin.default_steps
+    return FAMILY_DEFAULT_STEPS.get(name)
+
+
+def builtin_default_steps(name: str) -> int:
+    """A built-in task's or family's default steps, for its implementation (KeyError for
+    other names)."""
+    steps = default_steps(name)
+    if steps is None:
+        raise KeyError(name)
+    return steps
+
+
 def task_schema(name: str) -> OptionSchema:
-    """The option schema of a built-in task."""
-    try:
-        return _BUILTINS[name][0]
-    except KeyError:
-        raise TaskOptionsError(_unknown(name)) from None
+    """The option schema of a built-in task or model family."""
+    found = _schema_and_factory(name)
+    if found is None:
+        raise TaskOptionsError(_unknown(name))
+    return found[0]
+
+
+def task_dataset(name: str, options: Mapping[str, Any]) -> str | None:
+    """The data set a (validated) built-in task or family trains on, or None."""
+    found = _schema_and_factory(name)
+    if found is None or not isinstance(found[0].options.get(DATASET_OPTION), DatasetOption):
+        return None
+    value = options.get(DATASET_OPTION)
+    return value if isinstance(value, str) else None
 
 
 def _unknown(name: str) -> str:
     return (
-        f"unknown task {name!r}: use a built-in task ({', '.join(task_names())}), "
+        f"unknown task {name!r}: use a built-in task ({', '.join(task_names())}), a model "
+        f"family on your data set ({', '.join(family_names())}), "
         f"'package.module:factory', or a name in the entry-point group {ENTRY_POINT_GROUP!r}"
     )
 
@@ -172,6 +239,24 @@ def _check_json_options(name: str, options: Any) -> dict[str, Any]:
     return dict(options)
 
 
+def check_task_name(name: str) -> None:
+    """Raise :class:`TaskOptionsError` unless ``name`` is a built-in task or family, a
+    well-formed ``package.module:factory`` or an installed entry point (nothing imported)."""
+    if not isinstance(name, str) or not name:
+        raise TaskOptionsError("task name must be a non-empty string")
+    if _schema_and_factory(name) is not None:
+        return
+    if ":" in name:
+        if not _FACTORY_RE.match(name):
+            raise TaskOptionsError(
+                f"custom task {name!r} must have the form 'package.module:factory' "
+                "(Python identifiers, dotted)"
+            )
+        return
+    if _entry_point(name) is None:
+        raise TaskOptionsError(_unknown(name))
+
+
 def validate_task_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate a task name and its options without importing JAX or user code.
 
@@ -182,20 +267,11 @@ def validate_task_options(name: str, options: Mapping[str, Any] | None) -> dict[
     Raises:
         TaskOptionsError: naming the task or the option and the allowed values.
     """
-    if not isinstance(name, str) or not name:
-        raise TaskOptionsError("task name must be a non-empty string")
-    if name in _BUILTINS:
-        return _BUILTINS[name][0].validate(name, options)
-    if ":" in name:
-        if not _FACTORY_RE.match(name):
-            raise TaskOptionsError(
-                f"custom task {name!r} must have the form 'package.module:factory' "
-                "(Python identifiers, dotted)"
-            )
-        return _check_json_options(name, options)
-    if _entry_point(name) is not None:
-        return _check_json_options(name, options)
-    raise TaskOptionsError(_unknown(name))
+    check_task_name(name)
+    found = _schema_and_factory(name)
+    if found is not None:
+        return found[0].validate(name, options)
+    return _check_json_options(name, options)
 
 
 def _resolve(spec: str) -> Callable[..., Any]:
@@ -212,7 +288,11 @@ def _resolve(spec: str) -> Callable[..., Any]:
 
 
 def load_task(
-    name: str, options: Mapping[str, Any] | None = None, *, trust: TaskTrust | None = None
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    trust: TaskTrust | None = None,
+    dataset: Dataset | None = None,
 ) -> Task:
     """Build the task ``name`` with ``options`` (imports its implementation, and JAX).
 
@@ -220,12 +300,22 @@ def load_task(
     the :class:`~optimizer.tasks.base.Task` protocol. With ``trust`` (a worker passes its
     operator's), a name it does not allow raises :class:`TaskNotAllowed` before anything is
     imported; without it the caller is trusted (a program or notebook naming its own task).
+    A task whose options name a data set is given its arrays as ``data=dataset``: the caller
+    loads them first (a worker fetches them by hash), and they must be the data set named.
     """
     if trust is not None:
         trust.check(name, where="this worker", setting=WORKER_SETTING)
     validated = validate_task_options(name, options)
-    if name in _BUILTINS:
-        factory = _resolve(_BUILTINS[name][1])
+    wanted = task_dataset(name, validated)
+    if wanted is not None:
+        if dataset is None or dataset.sha256 != wanted:
+            raise TaskOptionsError(
+                f"task {name!r} trains on data set {wanted}: load it and pass it as `dataset`"
+            )
+        validated = {**validated, "data": dataset}
+    found = _schema_and_factory(name)
+    if found is not None:
+        factory = _resolve(found[1])
     elif ":" in name:
         factory = _resolve(name)
     else:

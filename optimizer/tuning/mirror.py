@@ -30,9 +30,16 @@ from optuna.storages import InMemoryStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from optimizer.job_spec import JobSpec
-from optimizer.tuning import tpe_speedups
+from optimizer.tuning import line_search, tpe_speedups
 from optimizer.tuning.outcome import divergence_penalty
-from optimizer.tuning.policy import StudySpace, build_pruner, build_sampler, search_space
+from optimizer.tuning.policy import (
+    LinePlan,
+    StudySpace,
+    build_pruner,
+    build_sampler,
+    line_plan,
+    search_space,
+)
 
 __all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "AskedTrial", "StudyMirror", "TrialSnapshot"]
 
@@ -84,8 +91,10 @@ class StudyMirror:
         pruner: optuna.pruners.BasePruner,
         *,
         steps: int,
+        line: LinePlan | None = None,
     ) -> None:
         self.space = space
+        self._line = line
         self.lock = threading.Lock()
         self._sampler = sampler
         self._speedups = tpe_speedups.install(sampler)
@@ -104,6 +113,7 @@ class StudyMirror:
             build_sampler(spec, seed=seed),
             build_pruner(spec),
             steps=spec.budget.steps,
+            line=line_plan(spec),
         )
 
     # -- reading ---------------------------------------------------------------------------
@@ -151,15 +161,52 @@ class StudyMirror:
     # -- sampling and pruning --------------------------------------------------------------
 
     def ask(self, n: int) -> list[AskedTrial]:
-        """Sample `n` configurations; each is RUNNING in the mirror until told otherwise.
+        """Propose `n` configurations; each is RUNNING in the mirror until told otherwise.
 
-        The caller must `bind` every one, or drop the whole mirror if its transaction fails.
+        With a line plan, the line refinement proposes while the line holds less than its
+        share of the trials and is not yet refined; the sampler asks the rest. The caller
+        must `bind` every one, or drop the whole mirror if its transaction fails.
         """
-        asked = []
+        asked: list[AskedTrial] = []
+        on_line: list[float] = []  # log10 learning rates the line proposed in this call
         for _ in range(n):
-            trial = self._study.ask(self.space.distributions)
-            asked.append(AskedTrial(trial._trial_id, self.space.config(trial.params)))
+            u = self._line_next(on_line, len(asked))
+            if u is None:
+                trial = self._study.ask(self.space.distributions)
+                asked.append(AskedTrial(trial._trial_id, self.space.config(trial.params)))
+                continue
+            assert self._line is not None
+            params = {**self._line.anchor, "learning_rate": 10.0**u}
+            sampled = {name: params[name] for name in self.space.distributions}
+            template = create_trial(
+                state=TrialState.RUNNING, params=sampled, distributions=self.space.distributions
+            )
+            mirror_id = self._storage.create_new_trial(self._study_id, template)
+            asked.append(AskedTrial(mirror_id, self.space.config(sampled)))
+            on_line.append(u)
         return asked
+
+    def _line_next(self, proposed: list[float], n_asked: int) -> float | None:
+        """The line refinement's next ``log10`` learning rate, or None (the sampler asks)."""
+        plan = self._line
+        if plan is None:
+            return None
+        line = [s for s in self._snapshots.values() if plan.on_line(s.params)]
+        n_line = len(line) + len(proposed)
+        if n_line >= plan.share * (len(self._snapshots) + n_asked + 1) - 1e-9:
+            return None
+        done: list[tuple[float, float | None]] = []
+        pending = list(proposed)
+        for snap in line:
+            u = math.log10(float(snap.params["learning_rate"]))
+            if snap.state == "complete" and snap.value is not None:
+                done.append((u, float(snap.value)))
+            elif snap.state == "diverged":
+                done.append((u, None))
+            elif snap.state != "failed":  # waiting, running, pruned: taken, not measured
+                pending.append(u)
+        found = line_search.propose(done, pending, 1, low=plan.low, high=plan.high)
+        return found[0] if found else None
 
     def should_prune(self, trial_id: int, intermediate: Mapping[int, float]) -> bool:
         """Record a running trial's intermediate losses and ask the job's pruner."""

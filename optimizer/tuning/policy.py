@@ -8,6 +8,7 @@ policy the service runs. Jax-free, and free of the web and the database.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -15,15 +16,19 @@ import optuna
 from optuna.distributions import BaseDistribution
 
 from optimizer.job_spec import JobSpec
-from optimizer.space import SearchSpace
+from optimizer.space import Range, SearchSpace
 from optimizer.tuning.names import PRUNERS, SAMPLERS
+from optimizer.warm_start import anchor_settings
 
 __all__ = [
+    "LINE_SHARE",
     "TPE_STARTUP_TRIALS",
     "WARM_START_ENOUGH",
+    "LinePlan",
     "StudySpace",
     "build_pruner",
     "build_sampler",
+    "line_plan",
     "search_space",
 ]
 
@@ -32,6 +37,10 @@ TPE_STARTUP_TRIALS = 10
 #: Warm-start trials from which TPE starts modelling at once (three learning rates at least:
 #: the slope, the valley and the divergent side of most problems).
 WARM_START_ENOUGH = 3
+#: Share of a job's trials (the warm start's included) that may lie on the anchor line: the
+#: line refinement proposes while fewer do, the sampler asks otherwise (docs/recommendation.md,
+#: "Line refinement").
+LINE_SHARE = 2.0 / 3.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,34 @@ class StudySpace:
     def config(self, sampled: Mapping[str, float]) -> dict[str, float]:
         """The full ACProp configuration for a trial: sampled values over the fixed ones."""
         return self.space.config(sampled)
+
+
+@dataclass(frozen=True)
+class LinePlan:
+    """A job's line refinement (optimizer/tuning/line_search.py): the anchor settings of
+    every hyperparameter but the learning rate, the learning-rate range in ``log10``, and the
+    share of the trials the line may take."""
+
+    anchor: Mapping[str, float]
+    low: float
+    high: float
+    share: float = LINE_SHARE
+
+    def on_line(self, params: Mapping[str, float]) -> bool:
+        """Whether a configuration lies on the line (every other setting at its anchor)."""
+        return all(
+            name in params and math.isclose(float(params[name]), value, rel_tol=1e-9)
+            for name, value in self.anchor.items()
+        )
+
+
+def line_plan(spec: JobSpec) -> LinePlan | None:
+    """The job's line refinement: with the warm start, over a log learning-rate range; None
+    otherwise (every trial after the sweep is then the sampler's)."""
+    lr = spec.space.learning_rate
+    if not (spec.warm_start and spec.warm_start_configs and isinstance(lr, Range) and lr.log):
+        return None
+    return LinePlan(anchor_settings(spec.space), math.log10(lr.low), math.log10(lr.high))
 
 
 def search_space(spec: JobSpec) -> StudySpace:

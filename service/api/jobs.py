@@ -21,6 +21,7 @@ from service.deps import SessionDep, SettingsDep, StudiesDep
 from service.inbound import json_problem
 from service.schemas import JobCreate
 from service.views import (
+    BaselineOut,
     BudgetOut,
     FixedOut,
     IntermediateOut,
@@ -62,6 +63,16 @@ def job_out(view: jobs.JobView) -> JobOut:
         pruner=spec.pruner,
         warm_start=spec.warm_start,
         seed=spec.seed,
+        baselines=[
+            BaselineOut(
+                kind=b.kind,  # type: ignore[arg-type]
+                optimizer=b.optimizer,
+                label=b.label,
+                settings=b.settings,
+                state=b.state,  # type: ignore[arg-type]
+            )
+            for b in view.baselines
+        ],
         study_name=job.study_name,
         progress=Progress(
             n_trials=job.n_trials,
@@ -112,7 +123,7 @@ def trial_out(view: jobs.TrialView) -> TrialOut:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=JobOut,
-    responses=errors(*AUTHENTICATED, 409, 413, 422),
+    responses=errors(*AUTHENTICATED, 404, 409, 413, 422),
 )
 def create_job(
     body: JobCreate,
@@ -131,7 +142,9 @@ def create_job(
         ),
     ] = None,
 ) -> JobOut:
-    """Submit a tuning job. Only `task.name` is required; the rest has ACProp defaults."""
+    """Submit a tuning job. Only `task.name` is required; the rest has ACProp defaults.
+    A family on a user's data set names it in `task.options.dataset`: 404 if the tenant has
+    no such data set, 422 if the family cannot train on it."""
     job, created = job_submission.create_job(
         session, studies, settings, principal, body, idempotency_key
     )

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from optimizer.versions import VERSION_PATTERN
+from service.api.lease_answers import BaselineLeaseOut, LeaseOut, LeaseResponse
 from service.auth import require_scope
 from service.broker.broker import Broker
 from service.broker.fencing import LeasesLost
@@ -91,35 +92,6 @@ class _In(InboundModel):
 class LeaseRequest(_In):
     worker_id: str = Field(min_length=1, max_length=200)
     capacity: int = Field(1, ge=1, le=4_096)
-
-
-class TrialTask(BaseModel):
-    name: str | None
-    options: dict[str, Any]
-
-
-class LeasedTrial(BaseModel):
-    job_id: str
-    trial_id: int
-    number: int
-    attempt: int
-    task: TrialTask
-    config: dict[str, float]
-    seeds: list[int]
-    steps: int
-    report_every: int
-
-
-class LeaseOut(BaseModel):
-    token: str
-    expires_at: datetime
-    ttl_s: float
-    trial: LeasedTrial
-
-
-class LeaseResponse(BaseModel):
-    leases: list[LeaseOut]
-    retry_after_s: float | None
 
 
 class TokensRequest(_In):
@@ -218,8 +190,9 @@ def _conflict(exc: LeasesLost) -> Conflict:
 
 @router.post("", response_model=LeaseResponse)
 def lease(body: LeaseRequest, worker: Worker, broker: BrokerDep) -> LeaseResponse:
-    """Lease up to `capacity` trials, all of one job; an empty list and a retry hint when
-    there is no work."""
+    """Lease up to `capacity` trials, all of one job, or, when that job has no trial to hand
+    out, up to `capacity` of its baseline runs; empty lists and a retry hint when there is no
+    work."""
     answer = broker.lease(
         tenant_id=worker.tenant_id, worker_id=body.worker_id, capacity=body.capacity
     )
@@ -227,6 +200,12 @@ def lease(body: LeaseRequest, worker: Worker, broker: BrokerDep) -> LeaseRespons
         leases=[
             LeaseOut(token=g.token, expires_at=g.expires_at, ttl_s=g.ttl_s, trial=g.trial)  # type: ignore[arg-type]
             for g in answer.grants
+            if g.kind == "trial"
+        ],
+        baselines=[
+            BaselineLeaseOut(token=g.token, expires_at=g.expires_at, ttl_s=g.ttl_s, run=g.trial)  # type: ignore[arg-type]
+            for g in answer.grants
+            if g.kind == "baseline"
         ],
         retry_after_s=answer.retry_after_s,
     )

@@ -19,14 +19,16 @@ import optuna
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.broker import completion, lease_endings, leasing, reports
+from service.broker import baseline_writes, completion, lease_endings, leasing, reports
 from service.broker.fencing import HeldLease
 from service.broker.reaper import Reaper
 from service.broker.registry import MirrorRegistry, load_intermediate
 from service.broker.study_sink import write_finished
+from service.broker.tokens import is_baseline_token
 from service.broker.workers import Sightings, record_seen
 from service.broker.writes import FailureIn, ReportIn, ResultIn
 from service.db.models import Job, utcnow
+from service.errors import InvalidInput
 
 __all__ = ["Broker", "LeaseAnswer"]
 
@@ -92,18 +94,38 @@ class Broker:
     def heartbeat(
         self, tenant_id: uuid.UUID, tokens: Sequence[str]
     ) -> tuple[list[str], list[str], datetime]:
+        """Renew the leases of trials and baseline runs (told apart by their tokens' prefix)."""
+        runs = [t for t in tokens if is_baseline_token(t)]
+        now = utcnow()
         with self._sessions() as session:
-            return lease_endings.heartbeat(
+            held, lost, expires_at = lease_endings.heartbeat(
                 session,
                 tenant_id,
-                tokens,
+                [t for t in tokens if not is_baseline_token(t)],
                 ttl_s=self.lease_ttl_s,
-                now=utcnow(),
+                now=now,
                 sightings=self.sightings,
             )
+            if runs:
+                run_held, run_lost = baseline_writes.heartbeat(
+                    session,
+                    tenant_id,
+                    runs,
+                    ttl_s=self.lease_ttl_s,
+                    now=now,
+                    sightings=self.sightings,
+                )
+                held, lost = held + run_held, lost + run_lost
+        return held, lost, expires_at
 
     def report(self, tenant_id: uuid.UUID, items: Sequence[ReportIn]) -> list[str]:
         """Store the losses; returns the tokens to stop (pruned, or their job ended)."""
+        for i, item in enumerate(items):
+            if is_baseline_token(item.token):
+                raise InvalidInput.at(
+                    ["body", "reports", i, "token"],
+                    "baseline runs send no reports: complete them once trained",
+                )
         with self._sessions() as session:
             live, stop = reports.record_reports(session, tenant_id, items, now=utcnow())
             pruning = [le for le in live if self._pruned(session, le.job_id)]
@@ -113,6 +135,9 @@ class Broker:
 
     def complete(self, tenant_id: uuid.UUID, items: Sequence[ResultIn]) -> list[str]:
         """Record the results, then write the newly finished trials into the Optuna study."""
+        if _baseline_call("results", [r.token for r in items]):
+            with self._sessions() as session:
+                return baseline_writes.complete(session, tenant_id, items, now=utcnow())
         with self._sessions() as session:
             accepted, finished = completion.complete(session, tenant_id, items, now=utcnow())
             if finished:
@@ -122,6 +147,9 @@ class Broker:
     def fail(self, tenant_id: uuid.UUID, items: Sequence[FailureIn]) -> list[str]:
         """Fail trials whose task could not run (and their job, if it has no result yet);
         the failed trials go into the Optuna study as FAIL."""
+        if _baseline_call("failures", [f.token for f in items]):
+            with self._sessions() as session:
+                return baseline_writes.fail(session, tenant_id, items, now=utcnow())
         with self._sessions() as session:
             accepted, failed = completion.fail(session, tenant_id, items, now=utcnow())
             if failed:
@@ -130,6 +158,8 @@ class Broker:
 
     def release(self, tenant_id: uuid.UUID, tokens: Sequence[str]) -> list[str]:
         with self._sessions() as session:
+            if _baseline_call("tokens", tokens):
+                return baseline_writes.release(session, tenant_id, tokens, now=utcnow())
             return lease_endings.release(session, tenant_id, tokens, now=utcnow())
 
     # -- internals -------------------------------------------------------------------------
@@ -160,3 +190,15 @@ class Broker:
                         stop.append(le.token)
         session.rollback()
         return stop
+
+
+def _baseline_call(field: str, tokens: Sequence[str]) -> bool:
+    """Whether a write names baseline runs (else trials): one call names one kind, so that
+    it stays one transaction that changes everything or nothing."""
+    runs = [is_baseline_token(t) for t in tokens]
+    if any(runs) and not all(runs):
+        raise InvalidInput.at(
+            ["body", field],
+            "a call names the leases of trials or of baseline runs, not both: send them apart",
+        )
+    return bool(runs) and all(runs)

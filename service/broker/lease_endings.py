@@ -13,14 +13,20 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.broker.fencing import EndReason, HeldLease, LeasesLost, load_leases
 from service.broker.workers import Sightings, record_seen
-from service.db.models import JobStatus, Lease, Trial, TrialState
+from service.db.models import Job, JobStatus, Lease, Trial, TrialState
 
-__all__ = ["end_leases", "end_leases_of_ended_jobs", "heartbeat", "release"]
+__all__ = [
+    "end_leases",
+    "end_leases_of_ended_job",
+    "end_leases_of_ended_jobs",
+    "heartbeat",
+    "release",
+]
 
 #: Job statuses whose leases end at the next write that names them.
 _ENDED_JOBS = (JobStatus.CANCELLED.value, JobStatus.FAILED.value)
@@ -61,6 +67,33 @@ def end_leases_of_ended_jobs(
             .values(state=TrialState.WAITING.value, attempt=Trial.attempt + 1)
         )
     return out
+
+
+def end_leases_of_ended_job(session: Session, job_id: uuid.UUID, now: datetime) -> int:
+    """End every live lease of one cancelled or failed job at once, without waiting for its
+    workers to call again (a local run whose worker it has stopped): their trials return to
+    waiting, as at the next write of a worker. Takes the job's row lock first, as every writer
+    of a job's trials does; commits. Returns how many leases it ended (0 for a job that has
+    not ended)."""
+    status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
+    if status not in _ENDED_JOBS:
+        session.rollback()
+        return 0
+    live = session.execute(
+        select(Lease.id, Lease.trial_id)
+        .join(Trial, Trial.id == Lease.trial_id)
+        .where(Trial.job_id == job_id, Lease.ended_at.is_(None))
+        .with_for_update(of=Lease)
+    ).all()
+    if live:
+        end_leases(session, [row.id for row in live], EndReason.CANCELLED, now)
+        session.execute(
+            update(Trial)
+            .where(Trial.id.in_([row.trial_id for row in live]), Trial.state == "running")
+            .values(state=TrialState.WAITING.value, attempt=Trial.attempt + 1)
+        )
+    session.commit()
+    return len(live)
 
 
 def heartbeat(

@@ -4,6 +4,7 @@ Per job, one lease decision at a time: the job's row is locked (`SELECT ... FOR 
 SQLite the single writer plus the broker's in-process lock do the same), the mirror is
 brought up to date from `trials`, waiting trials (the warm-up sweep, retries, released ones)
 are taken first, and only then new configurations are sampled, until `n_trials` rows exist.
+When it has no trial to hand out, its baseline runs are leased instead (baseline_leasing.py).
 Everything is written in one transaction (batched inserts) and committed at once: no
 transaction is held while a worker trains.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from optimizer.tuning.mirror import StudyMirror, TrialSnapshot
+from service.broker.baseline_leasing import lease_baselines
 from service.broker.confirmation_stage import sampler_share, start_confirmation
+from service.broker.grants import Grant
 from service.broker.registry import MirrorRegistry
 from service.broker.tokens import hash_token, new_token
 from service.db.models import Job, JobStatus, Lease, Trial, TrialSource, TrialState
@@ -28,16 +30,6 @@ from service.inbound import json_problem
 from service.job_status import transition
 
 __all__ = ["Grant", "candidate_jobs", "enqueue_trials", "lease_job"]
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One leased trial as the worker receives it (the token exists only here)."""
-
-    token: str
-    expires_at: datetime
-    ttl_s: float
-    trial: dict[str, Any]
 
 
 def candidate_jobs(session: Session, tenant_id: uuid.UUID, limit: int = 8) -> list[uuid.UUID]:
@@ -132,8 +124,10 @@ def _lease_locked(
         if stage != "wait":  # slots the candidates left free (all, without candidates): sampled
             n_new = max(0, min(capacity - len(waiting), job.n_trials - len(mirror)))
     if not waiting and n_new == 0:
-        session.rollback()
-        return []
+        # No trial to hand out: the job's baseline runs, if any (baseline_leasing.py).
+        return lease_baselines(
+            session, job, worker_id=worker_id, capacity=capacity, ttl_s=ttl_s, now=now
+        )
 
     default_seeds = list(range(job.seeds))
     # (trial id, number, attempt, config, seeds) of every trial handed out by this call.

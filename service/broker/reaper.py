@@ -8,6 +8,8 @@ does not). Claims use `FOR UPDATE SKIP LOCKED`, so reapers of several replicas, 
 holding a lease row, never wait on one another; each job is handled in its own short
 transaction under the job's row lock, like every other change of a job's trials.
 
+Expired leases of baseline runs are reaped the same way (baseline_writes.py).
+
 The same pass finishes the Optuna outbox (study_sink.py) for trials a crashed process left
 unwritten. The grace period before it does only keeps it from doing the hot path's work: a
 claimed entry is locked (or, on SQLite, written under the process-wide writer lock), so the
@@ -26,6 +28,7 @@ import optuna
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.broker import baseline_writes
 from service.broker.fencing import EndReason
 from service.broker.study_sink import write_finished
 from service.db.models import Job, Lease, Trial, TrialState, utcnow
@@ -121,12 +124,14 @@ class Reaper:
         self._thread: threading.Thread | None = None
 
     def tick(self) -> None:
-        """One pass: reap expired leases, write failed trials and any stale outbox entries."""
+        """One pass: reap expired leases (of trials and of baseline runs), write failed trials
+        and any stale outbox entries."""
         now = utcnow()
         with self._sessions() as session:
             failed = reap_expired(session, now)
             if failed:
                 write_finished(session, self._storage(), failed)
+            baseline_writes.reap_expired(session, now)
             write_finished(
                 session, self._storage(), finished_before=now - self._grace, recover=True
             )

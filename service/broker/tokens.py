@@ -10,15 +10,23 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-__all__ = ["TOKEN_PREFIX", "hash_token", "new_token"]
+__all__ = ["BASELINE_TOKEN_PREFIX", "TOKEN_PREFIX", "hash_token", "is_baseline_token", "new_token"]
 
 # A recognisable prefix lets secret scanners and humans tell lease tokens from API keys.
 TOKEN_PREFIX = "lt_"
+# The leases of baseline runs (service/broker/baseline_writes.py): the prefix routes a
+# worker's write to their table without a lookup in the other.
+BASELINE_TOKEN_PREFIX = "lb_"
 
 
-def new_token() -> str:
+def new_token(prefix: str = TOKEN_PREFIX) -> str:
     """Return a fresh lease token (shown to the worker once, never stored)."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return prefix + secrets.token_urlsafe(32)
+
+
+def is_baseline_token(token: str) -> bool:
+    """Whether ``token`` holds a baseline run (else a trial, or nothing)."""
+    return token.startswith(BASELINE_TOKEN_PREFIX)
 
 
 def hash_token(token: str) -> str:

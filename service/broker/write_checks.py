@@ -1,7 +1,7 @@
 """Every worker write checked against the lease it names, before anything is stored.
 
-A lease is for one attempt of one trial of one job, and the job fixes what its writes may
-hold: one loss per seed, reports at the end of each chunk of ``report_every`` steps (or at the
+A lease is for one attempt of one trial (or one baseline run) of one job, and the job fixes
+what its writes may hold: one loss per seed, reports at the end of each chunk of ``report_every`` steps (or at the
 last step), completions with one value per seed and divergence steps within the schedule, and
 wall and compile seconds no longer than the lease has existed (a worker starts its clock after
 it received the lease and stops it before it sends the result; the dashboard adds these up per
@@ -13,23 +13,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from service.broker.fencing import HeldLease
 from service.broker.writes import ReportIn, ResultIn
 from service.errors import InvalidInput
 
-__all__ = ["SECONDS_SLACK", "check_reports", "check_results"]
+__all__ = ["SECONDS_SLACK", "Schedule", "check_reports", "check_results"]
 
 #: Seconds a reported duration may exceed the lease's age by (clock rounding, a worker's
 #: timer started a moment before the server's answer was fully read).
 SECONDS_SLACK = 1.0
 
 
+class Schedule(Protocol):
+    """What a result is checked against: a trial's lease, or a baseline run's."""
+
+    @property
+    def job_seeds(self) -> int: ...
+
+    @property
+    def job_steps(self) -> int: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
 def _per_seed(
     problems: list[dict[str, object]],
     loc: list[str | int],
     values: Sequence[object] | None,
-    lease: HeldLease,
+    lease: Schedule,
     *,
     optional: bool,
 ) -> None:
@@ -73,10 +87,11 @@ def check_reports(reports: Sequence[ReportIn], leases: Mapping[str, HeldLease]) 
 
 
 def check_results(
-    results: Sequence[ResultIn], leases: Mapping[str, HeldLease], now: datetime
+    results: Sequence[ResultIn], leases: Mapping[str, Schedule], now: datetime
 ) -> None:
-    """Each result has one value per seed, divergence steps within the job's steps, and wall
-    and compile seconds within the time since its lease was granted."""
+    """Each result (of a trial or a baseline run) has one value per seed, divergence steps
+    within the job's steps, and wall and compile seconds within the time since its lease was
+    granted."""
     problems: list[dict[str, object]] = []
     for i, r in enumerate(results):
         lease = leases.get(r.token)
@@ -102,8 +117,7 @@ def check_results(
                 problems.append(
                     {
                         "loc": [*loc, name],
-                        "msg": f"{seconds:.6g} s for a trial whose lease was granted "
-                        f"{max(held_s, 0.0):.3f} s ago",
+                        "msg": f"{seconds:.6g} s for a lease granted {max(held_s, 0.0):.3f} s ago",
                         "type": "value_error",
                     }
                 )

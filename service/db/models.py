@@ -5,58 +5,49 @@ in the same database, and its ``trials`` would otherwise collide with ours. Cons
 follow :data:`NAMING_CONVENTION`, so Alembic migrations can name and drop them on every
 backend. Relationships are ``lazy="raise"``: a query states what it loads.
 
-Status vocabularies (service/db/states.py) are ``StrEnum`` s stored as short strings guarded by CHECK constraints
-(portable between SQLite and Postgres, and cheap to extend in a migration).
+Status vocabularies (service/db/states.py) are ``StrEnum`` s stored as short strings guarded by
+CHECK constraints (portable between SQLite and Postgres, cheap to extend in a migration).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
     Uuid,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from optimizer.job_spec import JobSpec
-from service.db.states import MAX_ERROR, JobStatus, KeyScope, TrialSource, TrialState
+from service.db.base import NAMING_CONVENTION, TABLE_PREFIX, Base, in_values
+from service.db.baseline_models import BaselineLease, BaselineRun
+from service.db.states import (
+    MAX_ERROR,
+    BaselineKind,
+    JobStatus,
+    KeyScope,
+    TrialSource,
+    TrialState,
+)
 from service.db.types import BigIntId, JobSpecJSON, UTCDateTime, utcnow
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-TABLE_PREFIX = "acprop_"
-
+from service.db.worker_models import Worker
 
 _FINISHED = TrialState.finished()
-
-
-def _in(column: str, enum: type[StrEnum] | tuple[StrEnum, ...]) -> str:
-    values = ", ".join(f"'{member.value}'" for member in enum)
-    return f"{column} IN ({values})"
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+_in = in_values
 
 
 class Tenant(Base):
@@ -243,32 +234,6 @@ class Lease(Base):
     trial: Mapped[Trial] = relationship(back_populates="leases", lazy="raise")
 
 
-class Worker(Base):
-    """A worker process as the server has seen it (revision 0009), per tenant and the id it
-    names itself with when it leases: when it was first and last seen, the capacity it last
-    asked for, and what it has finished (service/broker/workers.py keeps these)."""
-
-    __tablename__ = "acprop_workers"
-    __table_args__ = (Index(None, "tenant_id", "last_seen_at"),)
-
-    tenant_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("acprop_tenants.id", ondelete="CASCADE"), primary_key=True
-    )
-    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    capacity: Mapped[int | None] = mapped_column(Integer)
-    # Trials it finished with a result (complete, pruned or diverged), and trials it failed.
-    trials_finished: Mapped[int] = mapped_column(Integer, default=0)
-    trials_failed: Mapped[int] = mapped_column(Integer, default=0)
-    # Seconds spent compiling and training, counted once per population it completed.
-    compile_s: Mapped[float] = mapped_column(Float, default=0.0)
-    train_s: Mapped[float] = mapped_column(Float, default=0.0)
-    # The jax, jaxlib and optax versions of its last completion (SQL NULL until it sent them,
-    # so that an upsert can keep the known ones with COALESCE).
-    versions: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
-
-
 class TrialReport(Base):
     """Intermediate losses (one per seed) of one attempt at one step; repeats are no-ops."""
 
@@ -283,11 +248,38 @@ class TrialReport(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Dataset(Base):
+    """A tenant's data set (revision 0008): canonical ``.npz`` bytes named by their SHA-256
+    (optimizer/datasets), in the database so any API replica serves them, loaded only when
+    asked for; one row per tenant and hash (docs/architecture.md)."""
+
+    __tablename__ = "acprop_datasets"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "sha256"),
+        Index(None, "tenant_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("acprop_tenants.id", ondelete="CASCADE")
+    )
+    sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 __all__ = [
     "NAMING_CONVENTION",
     "TABLE_PREFIX",
     "ApiKey",
     "Base",
+    "BaselineKind",
+    "BaselineLease",
+    "BaselineRun",
+    "Dataset",
     "Job",
     "JobStatus",
     "KeyScope",

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["MAX_ERROR", "JobStatus", "KeyScope", "TrialSource", "TrialState"]
+__all__ = [
+    "BASELINE_STATES",
+    "MAX_ERROR",
+    "BaselineKind",
+    "JobStatus",
+    "KeyScope",
+    "TrialSource",
+    "TrialState",
+]
 
 
 class KeyScope(StrEnum):
@@ -51,3 +59,20 @@ class TrialSource(StrEnum):
     WARMUP = "warmup"
     SAMPLER = "sampler"
     CONFIRMATION = "confirmation"  # a candidate trained again on fresh seeds
+
+
+class BaselineKind(StrEnum):
+    """What a baseline run trains (service/db/baseline_models.py)."""
+
+    BASELINE = "baseline"  # a reference optimizer the job named
+    CHECK = "check"  # ACProp at the job's recommendation, on the baselines' seeds
+
+
+#: The states of a baseline run: a trial's, but never pruned (nothing prunes them).
+BASELINE_STATES = (
+    TrialState.WAITING,
+    TrialState.RUNNING,
+    TrialState.COMPLETE,
+    TrialState.DIVERGED,
+    TrialState.FAILED,
+)

@@ -2,8 +2,9 @@
 
 A synthetic worker completes trials over the HTTP worker protocol while the page is open;
 the page must show them as they finish (counts, points, diverged markers), then the
-recommendation with its optax line, and, once the job has ended, poll without reading a
-single finished trial again.
+recommendation with its optax line (and, once the job's default baselines have trained, the
+comparison with them), and, once the job has ended, poll without reading a single finished
+trial again, nor the recommendation.
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ def test_job_followed_live_to_its_recommendation(browser: Any, site: Site) -> No
         expect(finished).to_have_text(f"{N_TRIALS} / {N_TRIALS}")
         expect(page.locator(".job-heading .badge")).to_have_text("finished")
         expect(page.locator("#rec-panel .badge")).to_have_text("final")
+        # The job's default baselines trained after its trials (the worker ran them too): the
+        # page ends on the answer that has all of them beside it, as the server gives it.
+        with site.client(user) as client:
+            final = client.get(f"/api/v1/jobs/{job_id}/recommendation").json()
+        assert final["comparison"].startswith("ACProp at the recommendation: ")
+        expect(page.get_by_test_id("rec-comparison")).to_have_text(final["comparison"])
         expect(link).to_contain_text(f"{N_TRIALS}/{N_TRIALS} trials")
         expect(scatter.locator("circle.pt, .div-mark")).to_have_count(N_TRIALS)
         screenshot(page, "dashboard-finished-job.png")

@@ -37,4 +37,10 @@ def test_demo_runs_the_main_job_and_prints_a_recommendation(tmp_path: Path) -> N
     match = re.search(r"optax\.contrib\.acprop\(learning_rate=([0-9.e+-]+),", done.stdout)
     assert match, done.stdout
     assert 1e-5 <= float(match.group(1)) <= 1.0
+    # Adam 1e-3 and Prodigy trained beside the job by the real worker, on its seeds, and
+    # the answer compared with them in one line.
+    assert re.search(r"baselines \(the same 2 seeds and steps", done.stdout), done.stdout
+    assert re.search(r"^    Adam 1e-3 +[0-9.]+ \(seed spread", done.stdout, re.M), done.stdout
+    assert re.search(r"^    Prodigy +[0-9.]+ \(seed spread", done.stdout, re.M), done.stdout
+    assert "ACProp at the recommendation: " in done.stdout
     assert (tmp_path / "demo" / "acprop-tuner.sqlite").exists()

@@ -25,6 +25,7 @@ from fastapi import FastAPI
 
 from acprop_tuner.client import (
     Conflict,
+    Dataset,
     Forbidden,
     InvalidRequest,
     Job,
@@ -41,6 +42,7 @@ from service.app import create_app
 from service.db.models import KeyScope
 from tests.support.api import run_trials, serve
 from tests.support.databases import Key, KeyFactory, make_settings
+from tests.support.datasets import npz, tabular
 
 SMALL = {"n_trials": 16, "steps": 20, "seeds": 2, "report_every": 5}
 
@@ -80,7 +82,7 @@ def test_submit_returns_the_job_with_every_default(tuner: TunerClient) -> None:
     job = tuner.submit("rosenbrock", budget={"n_trials": 12}, name="lr-search")
     assert isinstance(job, Job)
     assert job.name == "lr-search" and job.task == "rosenbrock" and job.status == "queued"
-    assert job.budget.n_trials == 12 and job.budget.steps == 300  # the service's default
+    assert job.budget.n_trials == 12 and job.budget.steps == 500  # rosenbrock's default_steps
     assert job.space["learning_rate"] == {"low": 1e-5, "high": 1.0, "log": True}
     assert job.space["b1"] == {"value": 0.9}
     assert job.progress.n_trials == 12 and job.progress.finished == 0
@@ -322,3 +324,34 @@ def test_the_client_needs_only_httpx() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_data_sets_upload_list_show_and_delete(tmp_path: Path, tuner: TunerClient) -> None:
+    arrays = tabular()
+    path = tmp_path / "train.npz"
+    path.write_bytes(npz(**arrays))
+    first = tuner.upload_dataset(path, name="train")
+    assert isinstance(first, Dataset)
+    assert (first.kind, first.rows, first.classes, first.families) == (
+        "tabular",
+        60,
+        3,
+        ("logreg", "mlp"),
+    )
+    assert first.arrays["x"] == {"dtype": "float32", "shape": [60, 4]}
+    # The same arrays again (as bytes, compressed): the stored data set, not a second one.
+    assert tuner.upload_dataset(npz(compressed=True, **arrays)) == first
+    assert [d.sha256 for d in tuner.datasets()] == [first.sha256]
+    assert tuner.dataset(first.sha256) == first
+    job = tuner.submit("mlp", options={"dataset": first.sha256}, budget=SMALL)
+    assert job.task_options["dataset"] == first.sha256
+    with pytest.raises(Conflict, match="used by 1 queued or running job") as refused:
+        tuner.delete_dataset(first.sha256)
+    assert refused.value.detail["jobs"] == [job.id]
+    tuner.cancel(job.id)
+    tuner.delete_dataset(first.sha256)
+    with pytest.raises(NotFound):
+        tuner.dataset(first.sha256)
+    with pytest.raises(InvalidRequest) as bad:
+        tuner.upload_dataset(npz(x=arrays["x"], y=arrays["y"][:-1]))
+    assert bad.value.fields == ["body.y"] and "mismatched lengths" in str(bad.value)

@@ -8,22 +8,29 @@ other route of the tenant answering 200.
 from __future__ import annotations
 
 import copy
+import io
 import json
+import struct
 import uuid
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import update
 
 from service.db.models import Job
 from service.settings import Settings
 from tests.support.api import Api, db_state, result, running_app
 from tests.support.databases import count_rows, make_settings
+from tests.support.datasets import BAD_UPLOADS, npz, raw_npy_zip, tabular
 
 
-@pytest.fixture(scope="module")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+@pytest.fixture(scope="module", name="settings")
+def settings_fixture(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return make_settings(
         database_url,
         tmp_path_factory.mktemp("data"),
@@ -218,3 +225,118 @@ def test_another_tenants_worker_with_a_valid_token_changes_nothing(app: Any) -> 
     # The owner's worker still holds it.
     r = owner.post("/leases/heartbeat", {"tokens": [t]})
     assert r.json()["held"] == [t]
+
+
+def _zip64(body: bytes) -> bytes:
+    """``body`` (a zip) with a zip64 end record and locator before its end record."""
+    eocd = body.rfind(b"PK\x05\x06")
+    record = b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 45, 45, 0, 0, 10**6, 10**6, 10**9, 0)
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, eocd, 1)
+    return body[:eocd] + record + locator + body[eocd:]
+
+
+def _crafted(valid: bytes) -> dict[str, bytes]:
+    """Archives that numpy never writes, each aimed at one part of the reader."""
+    y = np.arange(60) % 3
+    members = {f"{n}.npy": valid for n in ("x", "y", "x_val", "y_val", "extra")}
+    return {
+        "five members": raw_npy_zip(members),
+        "a zip64 end record": _zip64(valid),
+        "a header that is Python code": raw_npy_zip(
+            {"x.npy": b"\x93NUMPY\x01\x00\x20\x00{'descr': __import__('os'), }    \n"}
+        ),
+        "a header over 10 kB": raw_npy_zip(
+            {"x.npy": b"\x93NUMPY\x02\x00\x00\x00\x01\x00" + b" " * 65_536 + b"\n"}
+        ),
+        "bzip2 members": _rezipped(valid, zipfile.ZIP_BZIP2),
+        "random bytes": np.random.default_rng(1).bytes(5_000),
+        "a zip inside a zip": raw_npy_zip({"x.npy": valid, "y.npy": npz(y=y)}),
+        "a deflated member whose size lies": _lying_size(),
+    }
+
+
+def _rezipped(valid: bytes, compression: int) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(valid)) as src, zipfile.ZipFile(out, "w", compression) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    return out.getvalue()
+
+
+def _lying_size() -> bytes:
+    """A 4 MB member of zeros whose directory says it is 128 bytes long: zipfile inflates no
+    more than the directory says, so the reader sees 128 bytes that fail their CRC."""
+    big = io.BytesIO()
+    np.save(big, np.zeros(500_000))
+    body = raw_npy_zip({"x.npy": big.getvalue()})
+    body = _compressed(body)
+    size = struct.pack("<I", len(big.getvalue()))
+    return body.replace(size, struct.pack("<I", 128))
+
+
+def _compressed(body: bytes) -> bytes:
+    return _rezipped(body, zipfile.ZIP_DEFLATED)
+
+
+@given(data=st.data())
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+def _fuzz(data: st.DataObject, send: Any, valid: bytes, sha256: str) -> None:
+    body = bytearray(valid)
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        at = data.draw(st.integers(0, len(body) - 1))
+        if kind == "flip":
+            body[at] ^= data.draw(st.integers(1, 255))
+        elif kind == "cut":
+            del body[at : at + data.draw(st.integers(1, 64))]
+        else:
+            body[at:at] = data.draw(st.binary(min_size=1, max_size=32))
+    r = send(bytes(body))
+    assert r.status_code < 500, r.text
+    if r.status_code < 300:  # a field zipfile ignores: the same arrays, the record kept
+        assert r.status_code == 200 and r.json()["sha256"] == sha256
+    else:
+        assert 400 <= r.status_code < 500 and set(r.json()) == {"error", "detail"}
+
+
+def test_hostile_uploads_and_data_set_routes_get_a_4xx_and_change_nothing(app: Any) -> None:
+    """Every bad file of tests/support/datasets.py, archives aimed at the reader (zip64,
+    bzip2, a lying size, a header of Python code, nested zips), 60 random mutations of a good
+    file, stored and deflated, and hostile names and path parameters: never a 5xx, nothing
+    stored, and the tenant's routes still answer."""
+    api = Api(app)
+    user = {"Authorization": f"Bearer {api.user_key}"}
+    worker = {"Authorization": f"Bearer {api.worker_key}"}
+
+    def send(body: bytes) -> Any:
+        return api.client.post("/api/v1/datasets", content=body, headers=user)
+
+    valid = npz(**tabular())
+    created = send(valid)
+    assert created.status_code == 201, created.text
+    sha = created.json()["sha256"]
+    before = count_rows(app)
+    for bad in BAD_UPLOADS:
+        assert send(bad.body).status_code == bad.status, bad.name
+    for what, body in _crafted(valid).items():
+        r = send(body)
+        assert 400 <= r.status_code < 500, (what, r.status_code, r.text)
+        assert r.json()["error"] in ("validation_error", "payload_too_large"), (what, r.text)
+    _fuzz(send=send, valid=valid, sha256=sha)
+    _fuzz(send=send, valid=_compressed(valid), sha256=sha)
+    for name in ("%00", "a%00b", "line%0Abreak", "x" * 300, ""):
+        r = api.client.post(f"/api/v1/datasets?name={name}", content=valid, headers=user)
+        assert r.status_code == 422, (name, r.text)
+    # Undecodable UTF-8 arrives as U+FFFD, a printable name: the stored record is returned.
+    r = api.client.post("/api/v1/datasets?name=%ED%A0%80", content=valid, headers=user)
+    assert r.status_code == 200 and r.json()["name"] is None, r.text
+    for path in ("%00", "%ED%A0%80", "x" * 5_000, sha + "0", "..%2F..%2Fjobs"):
+        assert api.client.get(f"/api/v1/datasets/{path}", headers=user).status_code == 404, path
+        assert api.client.delete(f"/api/v1/datasets/{path}", headers=user).status_code == 404
+        r = api.client.get(f"/api/v1/worker/datasets/{path}", headers=worker)
+        assert r.status_code == 404, path
+    for query in ("limit=0", "limit=%00", "offset=-1", "limit=100000"):
+        assert api.client.get(f"/api/v1/datasets?{query}", headers=user).status_code == 422
+    assert count_rows(app) == before
+    assert api.client.get(f"/api/v1/datasets/{sha}", headers=user).status_code == 200
+    assert api.client.get("/dashboard").status_code == 200

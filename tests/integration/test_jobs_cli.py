@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from service.db.models import KeyScope
 from tests.support.api import LOCAL_VERSIONS, run_trials, serve
 from tests.support.databases import Key, KeyFactory
+from tests.support.datasets import npz, tabular
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -243,3 +244,32 @@ def test_a_closed_pipe_ends_the_listing_quietly(url: str, make_key: KeyFactory) 
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr.decode()
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()
+
+
+def test_datasets_upload_list_show_delete(url: str, user: Key, tmp_path: Path) -> None:
+    path = tmp_path / "train.npz"
+    path.write_bytes(npz(**tabular()))
+    r = cli("datasets", "upload", str(path), "--name", "train", "--server", url, token=user.secret)
+    assert r.returncode == 0, r.stderr
+    sha = r.stdout.strip()
+    assert r.stdout == sha + "\n" and len(sha) == 64  # the sha256 alone, for scripts
+    assert "tabular, 3 classes" in r.stderr and "logreg, mlp" in r.stderr
+
+    r = cli("datasets", "list", "--server", url, token=user.secret)
+    assert r.returncode == 0 and r.stdout.startswith("sha256\tname") and sha in r.stdout
+    r = cli("datasets", "show", sha, "--server", url, token=user.secret)
+    assert "x float32[60, 4], y int64[60]" in r.stdout and "held out" in r.stdout
+    r = cli("jobs", "submit", "--server", url, "--task", "cnn", "--options",
+            json.dumps({"dataset": sha}), token=user.secret)  # fmt: skip
+    assert r.returncode == 1 and "needs images data" in r.stderr
+
+    r = cli("datasets", "delete", sha, "--server", url, token=user.secret)
+    assert r.returncode == 0 and "deleted" in r.stdout
+    r = cli("datasets", "show", sha, "--server", url, token=user.secret)
+    assert r.returncode == 1 and "404" in r.stderr
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    r = cli("datasets", "upload", str(bad), "--server", url, token=user.secret)
+    assert r.returncode == 1 and "422" in r.stderr and "not an .npz file" in r.stderr
+    r = cli("datasets", "upload", str(tmp_path / "missing.npz"), "--server", url, token=user.secret)
+    assert r.returncode == 2 and "cannot read" in r.stderr

@@ -39,6 +39,9 @@ OUR_TABLES = {
     "acprop_trials",
     "acprop_leases",
     "acprop_trial_reports",
+    "acprop_baseline_runs",
+    "acprop_baseline_leases",
+    "acprop_datasets",
     "acprop_workers",
 }
 TENANT_ID = "00000000-0000-4000-8000-000000000001"

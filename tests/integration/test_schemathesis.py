@@ -29,6 +29,8 @@ from service.db.models import KeyScope
 from tests.support.databases import Key, KeyFactory
 
 MAX_EXAMPLES = 12
+# The worker protocol (#4) and the data sets workers fetch take worker keys.
+WORKER_PATHS = ("/api/v1/leases", "/api/v1/worker/")
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -78,8 +80,8 @@ def test_api_conforms_to_its_schema(
     assert len(operations) >= 9  # every route of the jobs API and health
     failures: list[str] = []
     for operation in operations:
-        # The worker protocol (#4) takes worker keys; everything else a user key.
-        headers = (worker_key if operation.path.startswith("/api/v1/leases") else key).headers
+        # Worker routes take worker keys; everything else a user key.
+        headers = (worker_key if operation.path.startswith(WORKER_PATHS) else key).headers
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             try:
                 _runner(operation, mode, headers)()
@@ -158,7 +160,7 @@ def test_hostile_strings_in_generated_bodies_never_get_a_5xx(
     assert len(with_body) >= 7  # jobs and every write of the worker protocol
     failures: list[str] = []
     for operation in with_body:
-        headers = (worker_key if operation.path.startswith("/api/v1/leases") else key).headers
+        headers = (worker_key if operation.path.startswith(WORKER_PATHS) else key).headers
         try:
             _hostile_runner(client, operation, headers)()
         except Exception as exc:

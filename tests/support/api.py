@@ -27,9 +27,11 @@ from service.keys import create_key
 from service.settings import Settings
 
 __all__ = [
+    "BASELINE_LOSSES",
     "BEST_LR",
     "LOCAL_VERSIONS",
     "Api",
+    "baseline_result",
     "db_state",
     "edge",
     "job_body",
@@ -54,6 +56,9 @@ DEFAULT_SPEC: dict[str, Any] = {
     "sampler": "tpe",
     "pruner": "none",
     "warm_start": False,
+    # The broker's trial protocol alone; baseline runs have their own tests
+    # (tests/integration/test_baselines_*.py).
+    "baselines": [],
 }
 
 
@@ -68,7 +73,8 @@ def running_app(settings: Settings) -> Iterator[Any]:
 
 
 def job_body(**budget: Any) -> dict[str, Any]:
-    """A job submission for the jobs API (no warm start, so the sampler makes every trial)."""
+    """A job submission for the jobs API (no warm start, so the sampler makes every trial;
+    no baselines, so the job ends with its trials)."""
     spec = {k: v for k, v in DEFAULT_SPEC.items() if k != "budget"}
     return {**spec, "budget": {**DEFAULT_SPEC["budget"], **budget}}
 
@@ -179,6 +185,35 @@ def synthetic_losses(config: dict[str, float], seeds: list[int]) -> tuple[list[f
 
 LOCAL_VERSIONS = {"jax": "0.10.2", "jaxlib": "0.10.2", "optax": "0.2.8"}
 
+#: The synthetic worker's loss of each reference optimizer (plus 0.001 per seed number).
+BASELINE_LOSSES = {
+    "adam": 0.4,
+    "adamw": 0.41,
+    "prodigy": 0.2,
+    "dadapt_adamw": 0.3,
+    "schedule_free_adamw": 0.35,
+}
+
+
+def baseline_result(run: dict[str, Any], token: str) -> dict[str, Any]:
+    """A synthetic completion of a baseline run: a reference optimizer's fixed loss, or for
+    the check (ACProp at the recommendation) the synthetic problem's."""
+    if run["optimizer"] == "acprop":
+        losses, diverged = synthetic_losses(run["settings"], run["seeds"])
+    else:
+        losses = [BASELINE_LOSSES[run["optimizer"]] + 0.001 * s for s in run["seeds"]]
+        diverged = False
+    return {
+        "token": token,
+        "final_losses": losses,
+        "validation_losses": losses,
+        "last_finite_losses": losses,
+        "diverged_at_step": [3 if diverged else None] * len(losses),
+        "pruned": False,
+        "wall_s": 0.1,
+        "compile_s": 0.0,
+    }
+
 
 def run_trials(
     client: TestClient,
@@ -193,7 +228,8 @@ def run_trials(
     """Lease, report and complete up to `limit` trials; returns the leased trials. Past the
     edge every seed diverges, or with `only_last_seed_diverges` only the last one does (its
     final loss then null, as a worker sends a non-finite one). Completions carry `versions`
-    as a worker's do (None: sent without them, as a worker from before they existed)."""
+    as a worker's do (None: sent without them, as a worker from before they existed).
+    Baseline runs, handed out once no trial is left, are completed with `baseline_result`."""
     done: list[dict[str, Any]] = []
     while len(done) < limit:
         r = client.post(
@@ -202,7 +238,12 @@ def run_trials(
             headers=worker,
         )
         assert r.status_code == 200, r.text
-        leases = r.json()["leases"]
+        leases, baselines = r.json()["leases"], r.json().get("baselines", [])
+        if baselines:
+            results = [baseline_result(b["run"], b["token"]) for b in baselines]
+            r = client.post("/api/v1/leases/complete", json={"results": results}, headers=worker)
+            assert r.status_code == 200, r.text
+            continue
         if not leases:
             break
         results = []

@@ -26,7 +26,7 @@ from service.app import create_app
 from service.db.models import KeyScope
 from service.keys import create_key, revoke_key
 from service.settings import Settings
-from tests.support.api import serve, synthetic_losses
+from tests.support.api import baseline_result, serve, synthetic_losses
 
 REQUIRE_ENV = "ACPROP_TUNER_REQUIRE_BROWSER"
 CHROMIUM_ENV = "ACPROP_TUNER_CHROMIUM"
@@ -293,11 +293,22 @@ class SyntheticWorker:
         return totals
 
     def run(self, n: int, capacity: int = 8) -> dict[str, int]:
-        """Lease and complete up to `n` trials."""
+        """Lease and complete up to `n` trials, and the job's baseline runs once no trial is
+        left (with the synthetic losses of tests/support/api.py's `baseline_result`)."""
         totals = {"complete": 0, "diverged": 0}
         while totals["complete"] + totals["diverged"] < n:
             done = totals["complete"] + totals["diverged"]
-            leases = self.lease(min(capacity, n - done))
+            r = self.client.post(
+                "/api/v1/leases",
+                json={"worker_id": self.worker_id, "capacity": min(capacity, n - done)},
+            )
+            assert r.status_code == 200, r.text
+            leases, baselines = r.json()["leases"], r.json()["baselines"]
+            if baselines:
+                results = [baseline_result(b["run"], b["token"]) for b in baselines]
+                r = self.client.post("/api/v1/leases/complete", json={"results": results})
+                assert r.status_code == 200, r.text
+                continue
             if not leases:
                 break
             for k, v in self.complete(leases).items():

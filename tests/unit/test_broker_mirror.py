@@ -146,8 +146,10 @@ def test_mirror_ask_is_pending_aware_and_binds() -> None:
 def _steered_share(diverged_as: str) -> int:
     """Trials below a divergence edge at 1e-2 among 40 TPE proposals, where finished losses
     improve towards the edge and every learning rate above it diverged (told as `diverged_as`).
-    Each proposal is asked alone and then failed, so no pending trial sways the next one."""
-    mirror = make_mirror(replace(SPEC, space=SearchSpace(learning_rate=SPEC.space.learning_rate)))
+    Each proposal is asked alone and then failed, so no pending trial sways the next one.
+    Without the warm start, so without the line refinement: every proposal is TPE's."""
+    space = SearchSpace(learning_rate=SPEC.space.learning_rate)
+    mirror = make_mirror(replace(SPEC, space=space, warm_start=False))
     rng = optuna.samplers.RandomSampler(seed=1)._rng.rng
     snaps = []
     for i in range(60):

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from acprop_tuner import client
-from acprop_tuner.client import _models
+from acprop_tuner.client import _datasets, _models
 from optimizer.acprop import HYPERPARAMETERS
 from optimizer.tuning.names import PRUNERS, SAMPLERS
 from service.app import create_app
@@ -40,6 +40,9 @@ def _fields(cls: type) -> set[str]:
         (_models.Progress, "Progress"),
         (_models.Budget, "BudgetOut"),
         (_models.Risk, "Risk"),
+        (_models.BaselineResult, "BaselineResult"),
+        (_models.JobBaseline, "BaselineOut"),
+        (_datasets.Dataset, "DatasetOut"),
     ],
 )
 def test_client_types_have_exactly_the_schemas_properties(

@@ -91,6 +91,37 @@ def test_the_answer_is_the_candidate_that_measured_best_on_the_fresh_seeds() -> 
     assert rec.risk is not None and rec.risk.n_diverged >= 2
 
 
+def _noisy(base: list[TrialOutcome], spread: float) -> list[TrialOutcome]:
+    """The job's trials with their two seeds ``spread`` apart (pooled seed sd ~ spread/1.4)."""
+    return [
+        TrialOutcome(t.number, t.params, (t.losses[0], t.losses[0] + spread), t.diverged)
+        if t.losses[0] is not None
+        else t
+        for t in base
+    ]
+
+
+def test_the_trials_answer_stands_unless_a_candidate_beats_it_beyond_the_seed_noise() -> None:
+    base = job([10.0**u for u in np.linspace(-5, -2, 12)], best=1e-1, edge=1.0)
+    noisy = _noisy(base, 0.3)  # seed sd about 0.21: a standard error of 0.21 over 2 seeds
+    # 0.05 better on the fresh seeds: within the noise, the first candidate (the trials'
+    # answer) stands ...
+    rec = recommend(_confirm(noisy, [1e-2, 2.5e-2, 5e-3], [1.05, 1.00, 1.10]), status="final")
+    assert rec.learning_rate == pytest.approx(1e-2) and rec.bounded_by == "confirmation"
+    # ... 0.4 better is beyond it: the candidate that measured best is the answer.
+    rec = recommend(_confirm(noisy, [1e-2, 2.5e-2, 5e-3], [1.45, 1.05, 1.40]), status="final")
+    assert rec.learning_rate == pytest.approx(2.5e-2)
+    # Without seed noise any measured difference decides (the test above).
+    rec = recommend(_confirm(base, [1e-2, 2.5e-2, 5e-3], [1.05, 1.00, 1.10]), status="final")
+    assert rec.learning_rate == pytest.approx(2.5e-2)
+
+
+def test_a_first_candidate_that_diverged_leaves_the_best_measured_of_the_others() -> None:
+    noisy = _noisy(job([10.0**u for u in np.linspace(-5, -2, 12)], best=1e-1, edge=1.0), 0.3)
+    rec = recommend(_confirm(noisy, [1e-2, 2.5e-2, 5e-3], [None, 1.09, 1.10]), status="final")
+    assert rec.learning_rate == pytest.approx(2.5e-2)
+
+
 def test_the_edge_is_modelled_per_eps_root() -> None:
     """Blow-ups at optax's eps_root (above 3e-4) do not cap eps_root 1e-8, whose trials train
     up to 3e-2 and diverge at 1e-1: its edge stays between those, the tiny eps_root's near

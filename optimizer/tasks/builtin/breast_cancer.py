@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optimizer.tasks.builtin._common import ClassificationTask, classification_task, split
+from optimizer.tasks.registry import builtin_default_steps
 
 Array = jax.Array
 
@@ -42,5 +43,5 @@ def make_logreg_breast_cancer(batch_size: int = 64) -> ClassificationTask:
         init_fn=_init,
         apply_fn=_apply,
         batch_size=batch_size,
-        default_steps=200,
+        default_steps=builtin_default_steps("logreg-breast-cancer"),
     )

@@ -1,9 +1,11 @@
 """``char-lm``: a tiny causal transformer language model over characters.
 
 The text is the documentation bundled with CPython (``pydoc_data.topics``), about 465k
-characters, so nothing is downloaded. Characters outside printable ASCII map to one unknown
-symbol (vocabulary 97). The first 90 % is for training, the last 10 % for validation, which
-uses a fixed set of windows so it is deterministic and cheap.
+characters, so nothing is downloaded, or a user's uploaded token or text data set (option
+``dataset``; optimizer/tasks/dataset_families.py). Characters outside printable ASCII map to
+one unknown symbol (vocabulary 97); token ids are used as they are (vocabulary: the largest id
++ 1). The first 90 % is for training, the last 10 % for validation (or the data set's
+``x_val``), which uses a fixed set of windows so it is deterministic and cheap.
 
 The model is pre-LayerNorm: token and learned position embeddings, ``n_layers`` blocks of
 causal multi-head attention and a 4x GELU MLP, a final LayerNorm and an untied read-out.
@@ -27,8 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optimizer.datasets import Dataset
 from optimizer.tasks.base import TaskMeta
 from optimizer.tasks.builtin._common import count_params
+from optimizer.tasks.dataset_families import CHAR_LM_VAL_FRACTION
+from optimizer.tasks.registry import builtin_default_steps
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -38,16 +43,36 @@ _VOCAB = 97
 _VAL_WINDOWS = 64
 
 
+def _char_ids(text: str) -> np.ndarray:
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    ids = np.where((codes >= 32) & (codes <= 126), codes - 32, _VOCAB - 1)
+    return np.where(codes == 10, 95, ids).astype(np.int32)
+
+
+def _split(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cut = int(len(ids) * (1 - CHAR_LM_VAL_FRACTION))
+    return ids[:cut], ids[cut:]
+
+
 @functools.cache
 def _corpus() -> tuple[np.ndarray, np.ndarray]:
     from pydoc_data import topics
 
-    text = "".join(topics.topics[key] for key in sorted(topics.topics))
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-    ids = np.where((codes >= 32) & (codes <= 126), codes - 32, _VOCAB - 1)
-    ids = np.where(codes == 10, 95, ids).astype(np.int32)
-    cut = int(len(ids) * 0.9)
-    return ids[:cut], ids[cut:]
+    return _split(_char_ids("".join(topics.topics[key] for key in sorted(topics.topics))))
+
+
+def _ids(array: np.ndarray) -> np.ndarray:
+    if array.dtype.kind == "U":
+        return _char_ids("".join(array.reshape(-1).tolist()))
+    return array.astype(np.int32)
+
+
+def _own_corpus(data: Dataset) -> tuple[np.ndarray, np.ndarray, int]:
+    """Training ids, validation ids and the vocabulary of an uploaded data set."""
+    x = _ids(data.arrays["x"])
+    train, val = (x, _ids(data.arrays["x_val"])) if "x_val" in data.arrays else _split(x)
+    vocab = _VOCAB if data.summary.kind == "text" else max(2, data.summary.vocab or 0)
+    return train, val, vocab
 
 
 def _layer_norm(x: Array, p: dict[str, Array]) -> Array:
@@ -66,6 +91,7 @@ class CharLM:
     d_model: int
     n_layers: int
     n_heads: int
+    vocab: int = _VOCAB
 
     def init_params(self, key: Array) -> Params:
         d, n = self.d_model, self.n_layers
@@ -89,11 +115,11 @@ class CharLM:
             for _ in range(n)
         ]
         return {
-            "embed": normal((_VOCAB, d), 1) * 0.02,
+            "embed": normal((self.vocab, d), 1) * 0.02,
             "pos": normal((self.seq_len, d), 1) * 0.02,
             "blocks": blocks,
             "ln_f": ln(),
-            "out": normal((d, _VOCAB), d),
+            "out": normal((d, self.vocab), d),
         }
 
     def _logits(self, params: Params, tokens: Array) -> Array:
@@ -125,23 +151,40 @@ class CharLM:
 
 
 def make_char_lm(
-    seq_len: int = 32, batch_size: int = 16, d_model: int = 32, n_layers: int = 1, n_heads: int = 4
+    seq_len: int = 32,
+    batch_size: int = 16,
+    d_model: int = 32,
+    n_layers: int = 1,
+    n_heads: int = 4,
+    dataset: str | None = None,
+    data: Dataset | None = None,
 ) -> CharLM:
+    """The char LM on the pydoc text, or on ``data`` (the data set ``dataset`` names)."""
     if d_model % n_heads:
         raise ValueError(f"n_heads ({n_heads}) must divide d_model ({d_model})")
-    train, val = _corpus()
+    if dataset is None:
+        train, val = _corpus()
+        vocab = _VOCAB
+    else:
+        if data is None or data.sha256 != dataset:
+            raise ValueError(f"the arrays of data set {dataset} are needed (data=)")
+        train, val, vocab = _own_corpus(data)
+    if len(train) < seq_len + 2 or len(val) < seq_len + 1:
+        raise ValueError(f"seq_len {seq_len} needs more text than the data set holds")
     # Evenly spaced, non-overlapping where the validation text allows it.
     starts = np.linspace(0, len(val) - seq_len - 1, _VAL_WINDOWS).astype(np.int64)
     val_windows = np.stack([val[s : s + seq_len + 1] for s in starts])
-    options = {
+    options: dict[str, Any] = {
         "seq_len": seq_len,
         "batch_size": batch_size,
         "d_model": d_model,
         "n_layers": n_layers,
         "n_heads": n_heads,
     }
+    if dataset is not None:
+        options["dataset"] = dataset
     task = CharLM(
-        meta=TaskMeta("char-lm", 0, 500, batch_size, options),
+        meta=TaskMeta("char-lm", 0, builtin_default_steps("char-lm"), batch_size, options),
         train_ids=jnp.asarray(train),
         val_windows=jnp.asarray(val_windows),
         seq_len=seq_len,
@@ -149,6 +192,7 @@ def make_char_lm(
         d_model=d_model,
         n_layers=n_layers,
         n_heads=n_heads,
+        vocab=vocab,
     )
     # n_params comes from the model's own init, so the task is built first with a placeholder.
     n_params = count_params(task.init_params)

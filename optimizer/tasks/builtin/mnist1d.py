@@ -20,6 +20,7 @@ from optimizer.tasks.builtin._common import (
     mlp_apply,
     standardise,
 )
+from optimizer.tasks.registry import builtin_default_steps
 
 
 @functools.cache
@@ -44,5 +45,5 @@ def make_mlp_mnist1d(
         init_fn=lambda key: dense_init(key, sizes),
         apply_fn=lambda params, x: mlp_apply(params, x, act),
         batch_size=batch_size,
-        default_steps=1000,
+        default_steps=builtin_default_steps("mlp-mnist1d"),
     )

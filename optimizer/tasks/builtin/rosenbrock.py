@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from optimizer.tasks.base import TaskMeta
+from optimizer.tasks.registry import builtin_default_steps
 
 Array = jax.Array
 
@@ -47,7 +48,7 @@ def make_rosenbrock(a: float = 1.0, b: float = 100.0) -> Rosenbrock:
     meta = TaskMeta(
         name="rosenbrock",
         n_params=2,
-        default_steps=500,
+        default_steps=builtin_default_steps("rosenbrock"),
         default_batch_size=1,
         options={"a": a, "b": b},
     )

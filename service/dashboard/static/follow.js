@@ -11,6 +11,7 @@
 // start to the frame with the last panel painted (the benchmark reads them: bench/dashboard.py).
 
 import { ApiError, describe } from "./api.js";
+import { baselinesLayer } from "./baselines.js";
 import { CurveStore } from "./curves.js";
 import { JobView } from "./jobview.js";
 import { TrialTracker } from "./tracker.js";
@@ -41,6 +42,7 @@ export class JobFollower {
     this.polls = 0;
     this.recKey = null; // the job state the shown recommendation is for
     this.recAsked = false;
+    this.recLatest = null; // the job and key of the last poll
     this.impKey = null;
     this.impComputing = false;
     this.status = null; // as last read
@@ -75,6 +77,7 @@ export class JobFollower {
         onCancel: () => this.onCancel(),
         onPin: () => this.refreshCurves().catch((err) => this.onError(err)),
       });
+      this.view.addLayer(baselinesLayer);
       this.root.hidden = false;
     }
     this.view.setJob(job);
@@ -128,11 +131,14 @@ export class JobFollower {
     if (!this.closed) this.view.setWorkers(page);
   }
 
-  /** The recommendation only changes with the finished trials it uses, or the job's end:
-   * asked again then, one request at a time. */
+  /** The recommendation only changes with the finished trials it uses, the job's end, or its
+   * baselines (trained beside it): asked again then, one request at a time; if the job moved
+   * on while one was asked, asked again as soon as that one is answered. */
   askRecommendation(job) {
     const p = job.progress;
-    const key = `${job.status}|${p.complete}|${p.diverged}`;
+    const runs = (job.baselines || []).map((b) => b.state).join(",");
+    const key = `${job.status}|${p.complete}|${p.diverged}|${runs}`;
+    this.recLatest = { job, key };
     if (key === this.recKey || this.recAsked) return;
     this.recAsked = true;
     if (this.recKey === null) this.view.setRecommendation({ computing: true });
@@ -155,6 +161,9 @@ export class JobFollower {
       })
       .finally(() => {
         this.recAsked = false;
+        // (Not after a failure: the next poll asks again, not a loop of failing requests.)
+        const latest = this.recLatest;
+        if (!this.closed && this.recKey === key && latest.key !== key) this.askRecommendation(latest.job);
       });
   }
 }

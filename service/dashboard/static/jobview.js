@@ -3,10 +3,12 @@
 // the recommendation, parameter importance, failed trials, the workers, and every trial in
 // a sortable, paged table. Built once per selected job, then updated piece by piece.
 //
-// Layers: `addLayer({series?(ctx), recommendation?(rec)})` lets another module draw on this
-// view without changing it: `series` returns extra line series for the curves chart (in
-// chart.js's lineSeries shape, e.g. reference optimizers trained on the same seeds) and
-// `recommendation` nodes appended to the recommendation panel (e.g. a comparison line).
+// Layers: `addLayer({series?, scatter?, scatterLosses?, legend?, recommendation?})` lets
+// another module draw on this view without changing it: `series(ctx)` extra line series for
+// the curves chart (chart.js's lineSeries shape); `scatter(rec, {x, y, box})` nodes under the
+// points of the loss-against-learning-rate chart, `scatterLosses(rec)` the losses its range
+// must hold, `legend(rec, swatch)` their legend entries; `recommendation(rec)` nodes under
+// the answer (baselines.js: the reference optimizers' lines and the comparison line).
 
 import { h, replace } from "./dom.js";
 import { duration, loss, num, time } from "./format.js";
@@ -125,6 +127,7 @@ export class JobView {
   /** Another module's drawing on this view (see the top of this file). */
   addLayer(layer) {
     this.layers.push(layer);
+    this._drawScatter(new Set());
     this._drawCurves();
     renderRecommendation(this.recPanel, this.recState || { pending: true }, { extras: this._recExtras() });
   }
@@ -242,12 +245,13 @@ export class JobView {
     this.scatterChart.draw(trials, this.byNumber, changed, {
       space: this.job.space,
       rec: this.rec,
+      layers: this.layers,
       tuned,
       lossName: name,
       label: `${name} against learning rate: ${done} complete trials, ${div} diverged${this.rec ? `; recommended learning rate ${num(this.rec.learning_rate)}` : ""}`,
       width: this._width(this.scatter),
     });
-    replace(this.legend, scatterLegend(this.job.space, this.rec, tuned));
+    replace(this.legend, scatterLegend(this.job.space, this.rec, tuned, this.layers));
   }
 
   _drawCurves() {

@@ -108,9 +108,10 @@ class PointChart {
 }
 
 /** Final loss against learning rate. `space` is the job's search space (for the x range and
- * whether eps_root is tuned); `rec` the recommendation or null. */
+ * whether eps_root is tuned); `rec` the recommendation or null; `layers` the view's layers
+ * (jobview.js), whose `scatter` nodes are drawn under the points. */
 export class ScatterChart extends PointChart {
-  scales(trials, { space, width, lossName }) {
+  scales(trials, { space, width, lossName, rec, layers = [] }) {
     const size = layout(width);
     const BOX = size.box;
     const lrRange = space.learning_rate;
@@ -119,7 +120,9 @@ export class ScatterChart extends PointChart {
         ? [lrRange.low / 1.4, lrRange.high * 1.4] // a margin, so points at the range's ends show whole
         : logExtent(trials.filter((t) => finiteLoss(t) || t.state === "diverged").map((t) => t.params.learning_rate));
     const x = logScale(x0, x1, BOX.left, BOX.right);
-    const y = lossScale(lossRange(trials, finiteLoss), BOX.bottom, BOX.top);
+    // The layers' values (a baseline's loss) are held in the loss range as the trials' are.
+    const extra = layers.flatMap((layer) => (layer.scatterLosses ? layer.scatterLosses(rec) : []));
+    const y = lossScale([...lossRange(trials, finiteLoss), ...extra], BOX.bottom, BOX.top);
     const eps = space.eps_root && "low" in space.eps_root && space.eps_root.low < space.eps_root.high ? space.eps_root : null;
     const colour = eps ? epsRootColour(eps) : () => null;
     const key = [size.w, x0, x1, ...y.domain, y.log, lossName, eps?.low, eps?.high].join("|");
@@ -156,7 +159,7 @@ export class ScatterChart extends PointChart {
     return describeTrial(t, tuned);
   }
 
-  overlay(trials, { BOX, x, inX }, { rec }) {
+  overlay(trials, { BOX, x, y, inX }, { rec, layers = [] }) {
     const under = [];
     const over = [];
     if (rec) {
@@ -179,6 +182,7 @@ export class ScatterChart extends PointChart {
         );
       }
     }
+    for (const layer of layers) if (layer.scatter) under.push(...layer.scatter(rec, { x, y, box: BOX }));
     if (this.nodes.size === 0) over.push(emptyNote(BOX, "no finished trial yet"));
     return { under, over };
   }
@@ -250,8 +254,8 @@ export class BestChart extends PointChart {
   }
 }
 
-/** The legend of the loss-against-learning-rate chart. */
-export function scatterLegend(space, rec, tuned) {
+/** The legend of the loss-against-learning-rate chart, with the entries of the view's layers. */
+export function scatterLegend(space, rec, tuned, layers = []) {
   const swatch = (cls, shape) => s("svg", { class: "swatch", viewBox: "-6 -6 12 12", width: 12, height: 12, "aria-hidden": "true" }, s(shape.tag, { class: cls, ...shape.attrs }));
   const item = (...children) => h("span", { class: "legend-item" }, ...children);
   const items = [
@@ -266,6 +270,7 @@ export function scatterLegend(space, rec, tuned) {
       item(swatch("rec-edge", { tag: "line", attrs: { x1: 0, x2: 0, y1: -6, y2: 6 } }), "divergence edge"),
     );
   }
+  for (const layer of layers) if (layer.legend) items.push(...layer.legend(rec, swatch));
   if (tuned.includes("eps_root")) {
     const eps = space.eps_root;
     items.push(item("eps_root ", num(eps.low, 1), " ", rampBar(), " ", num(eps.high, 1)));

@@ -9,7 +9,8 @@ const PARAMS = ["learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay"];
 
 /** `state`: {rec} (the server's answer), {reason, ended} (409's detail; whether the job has
  * ended, so no answer will come), {pending: true} or {computing: true} (asked, not answered
- * yet). `extras`: nodes other layers add below an answer (see jobview.js). */
+ * yet). `extras`: nodes other layers add under an answer, above its optax line (such as
+ * the comparison with the job's baselines; see jobview.js). */
 export function renderRecommendation(panel, state, { extras = [] } = {}) {
   const title = h("h2", { id: "rec-title" }, "Recommendation");
   if (state.pending) {
@@ -61,8 +62,8 @@ export function renderRecommendation(panel, state, { extras = [] } = {}) {
         fact("evidence", `${e.n_trials_used} of ${e.n_trials} trials`,
           `${plural(e.n_seeds_used, "seed")} used, ${e.n_trials_diverged} diverged; tuned: ${e.tuned.join(", ")}`),
       )),
-    h("div", { class: "optax" }, h("pre", {}, code), h("div", { class: "optax-actions" }, copy, copied)),
     extras,
+    h("div", { class: "optax" }, h("pre", {}, code), h("div", { class: "optax-actions" }, copy, copied)),
   );
 }
 
