@@ -106,6 +106,9 @@ def create_job(
 ) -> tuple[Job, bool]:
     """Submit a job; returns it and whether it was created (False: an idempotent replay)."""
     _check_task_allowed(settings, body.task.name)
+    missing = body.missing_steps()
+    if missing is not None:
+        raise InvalidInput.at(["body", "budget", "steps"], missing)
     spec = body.to_spec()
     name = body.name or body.task.name
     if idempotency_key is not None:

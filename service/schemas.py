@@ -245,16 +245,13 @@ class JobCreate(StrictModel):
         # A job that names no steps trains its task's own default_steps. A built-in's is known
         # here without JAX; a custom task's is in its code, which the server never imports,
         # so such a job must name its steps (`acprop-tuner tune` reads them from the task).
+        # That is checked at submission, after the task's trust check (missing_steps()), so
+        # that a name the operator did not allow is refused as such first.
         task = info.data.get("task")
         if budget.steps is None and task is not None:
             steps = default_steps(task.name)
             if steps is None:
-                raise PydanticCustomError(
-                    "value_error",
-                    f"budget.steps is required for the custom task {task.name!r}: the server "
-                    "does not import task code, so it cannot read the task's default_steps; "
-                    "name the steps (acprop-tuner tune reads them from the task for you)",
-                )
+                return budget
             if (budget.report_every or 0) > steps:
                 raise PydanticCustomError(
                     "value_error",
@@ -263,6 +260,17 @@ class JobCreate(StrictModel):
                 )
             budget = budget.model_copy(update={"steps": steps})
         return budget
+
+    def missing_steps(self) -> str | None:
+        """Why the job cannot run as asked for lack of steps (a custom task that names none),
+        or None."""
+        if self.budget.steps is not None:
+            return None
+        return (
+            f"budget.steps is required for the custom task {self.task.name!r}: the server "
+            "does not import task code, so it cannot read the task's default_steps; "
+            "name the steps (acprop-tuner tune reads them from the task for you)"
+        )
 
     def to_spec(self) -> JobSpec:
         """The job, typed, with every default resolved (stored in ``jobs.spec``)."""

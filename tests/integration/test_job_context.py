@@ -15,7 +15,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from optimizer.tasks import default_steps, task_names
-from tests.support.databases import KeyFactory, count_rows
+from service.settings import Settings
+from tests.support.databases import KeyFactory, count_rows, make_settings
+
+
+@pytest.fixture(scope="module", name="settings")
+def settings_fixture(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # The example tasks' module is allowed on this server (as an operator would allow theirs).
+    return make_settings(
+        database_url,
+        tmp_path_factory.mktemp("data"),
+        allowed_task_modules="optimizer.tasks.examples",
+    )
 
 
 @pytest.mark.parametrize("task", ["rosenbrock", "logreg-breast-cancer", "mlp-mnist1d"])
@@ -68,8 +79,6 @@ def test_a_custom_task_without_steps_is_refused_saying_why(
 ) -> None:
     key = make_key()
     before = count_rows(app)
-    # The server's operator did not allow the module either; the steps are checked first
-    # by the schema, before the trust check: either way nothing is stored.
     r = client.post(
         "/api/v1/jobs",
         json={"task": {"name": "optimizer.tasks.examples.quadratic:make_quadratic"}},
@@ -77,8 +86,14 @@ def test_a_custom_task_without_steps_is_refused_saying_why(
     )
     assert r.status_code == 422, r.text
     [problem] = r.json()["detail"]
-    assert problem["loc"] == ["body", "budget"]
+    assert problem["loc"] == ["body", "budget", "steps"]
     assert "budget.steps is required for the custom task" in problem["msg"]
+    assert count_rows(app) == before
+    # A module the operator did not allow is refused as such, before its steps are asked for.
+    r = client.post("/api/v1/jobs", json={"task": {"name": "os:system"}}, headers=key.headers)
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert problem["loc"] == ["body", "task", "name"]
     assert count_rows(app) == before
 
 
