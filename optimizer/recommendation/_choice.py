@@ -28,6 +28,7 @@ from optimizer.recommendation._records import (
 from optimizer.recommendation._risk import band_in_unit, divergence_risk
 from optimizer.recommendation._rounding import optax_line, round_params, round_sig
 from optimizer.recommendation._subset import FULL_FIT_MAX_TRIALS, fit_loss_model
+from optimizer.recommendation._threads import one_blas_thread
 from optimizer.recommendation._ties import (
     EPS_ROOT_TOLERANCE,
     at_default_eps_root,
@@ -63,6 +64,7 @@ def _score(loss: LossModel, x: np.ndarray) -> np.ndarray:
     return mean + PESSIMISM * std
 
 
+@one_blas_thread
 def recommend(
     outcomes: Iterable[TrialOutcome],
     *,
