@@ -12,7 +12,7 @@ BENCHMARKS: tuple[str, ...] = (
     "recommendation_scale",
 )
 # Run only when named (``python -m bench engine_gpu``): hardware CI does not have, (warm_start)
-# the 26-minute study behind a design choice, or (dashboard) a browser and a 5,000-trial job
-# whose recommendation alone takes minutes, and (recommendation_serving) five minutes of a
-# server serving that job's recommendation while workers report into it.
+# the 26-minute study behind a design choice, (dashboard) a browser and a 5,000-trial job
+# against the dashboard of an earlier commit (about 8 minutes), and (recommendation_serving)
+# two servers serving that job's recommendation while workers report into it (5 minutes).
 OPTIONAL: tuple[str, ...] = ("engine_gpu", "warm_start", "dashboard", "recommendation_serving")

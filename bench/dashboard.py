@@ -389,9 +389,10 @@ def markdown(result: dict[str, Any]) -> str:
         "copy of the database. Times are read in the page: from navigation, and for an update "
         f"from the poll it was told to make after {w['trials_per_update']} more trials "
         f"finished (median of {w['updates']}). The page asks for the recommendation after "
-        "its first render, and the server fits it for minutes at this size (below), in the "
-        "same process: the middle column is the same page with those requests answered by the "
-        "browser, so the server's only work is the dashboard's.",
+        "its first render, and the server fits it in the background, in a child process "
+        "(service/recommendation_fitter.py; seconds at this size, below): the middle column is "
+        "the same page with those requests answered by the browser, so the server does the "
+        "dashboard's work only.",
         "",
         "| | this dashboard | same, no recommendation fit meanwhile | before | target |",
         "|---|---:|---:|---:|---:|",
@@ -415,8 +416,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"The chart's first render is {s['first_render_speedup']}x faster than before. The "
         f"recommendation at this size: {rec} for one request to a fresh server; the page "
-        "before waited for it inside its poll, so it showed no new trial meanwhile, and the "
-        "server's memory grows with the fit in both. 1-minute load average at each first "
+        "before waited for it inside its poll (and fitted it in its own process), so it showed "
+        "no new trial meanwhile. 1-minute load average at each first "
         f"render: {loads} (2 CPUs). Console errors: {len(n['console_errors'])}, "
         f"{len(q['console_errors'])}, {len(b['console_errors'])}.",
         "",
@@ -429,9 +430,8 @@ def markdown(result: dict[str, Any]) -> str:
         "the process for 0.1-0.3 s) and the frame (about 0.1 s). An update is three requests "
         "(the job, the job list, the new trials: 30-200 ms under load; the workers and the "
         "importance are read at most every 6 s while the job runs) and 60-80 ms of script, "
-        "style and paint. The recommendation's fit, in the same process, is the difference "
-        "between the first two columns: it holds the interpreter for minutes and delays every "
-        "request meanwhile, hence the scattered updates in the first column.",
+        "style and paint. The first two columns differ by the recommendation's requests and "
+        "its fit (a child process's CPU on the same 2 cores), within the run-to-run spread.",
         "",
     ]
     return "\n".join(lines)
