@@ -4,8 +4,15 @@ Run with ``make bench`` (all) or ``python -m bench NAME``; see ``bench/__main__.
 """
 
 # Benchmark modules, in page order. Each is ``bench.<name>`` with ``run()`` and ``markdown()``.
-BENCHMARKS: tuple[str, ...] = ("engine", "broker", "worker", "recommendation")
+BENCHMARKS: tuple[str, ...] = (
+    "engine",
+    "broker",
+    "worker",
+    "recommendation",
+    "recommendation_scale",
+)
 # Run only when named (``python -m bench engine_gpu``): hardware CI does not have, (warm_start)
 # the 26-minute study behind a design choice, or (dashboard) a browser and a 5,000-trial job
-# whose recommendation alone takes minutes.
-OPTIONAL: tuple[str, ...] = ("engine_gpu", "warm_start", "dashboard")
+# whose recommendation alone takes minutes, and (recommendation_serving) five minutes of a
+# server serving that job's recommendation while workers report into it.
+OPTIONAL: tuple[str, ...] = ("engine_gpu", "warm_start", "dashboard", "recommendation_serving")

@@ -469,7 +469,7 @@ def markdown(result: dict[str, Any]) -> str:
             sc = t["scores"]
             lines.append(
                 f"| {t['task']} | {sc['reference']['learning_rate']:.2g} | "
-                + " | ".join(_fmt(sc[m]) for m in METHODS)
+                + " | ".join(_fmt(sc[m]) if m in sc else "-" for m in METHODS)
                 + " |"
             )
         wins = summary["ours_at_least_as_good_as"]

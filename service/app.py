@@ -37,6 +37,7 @@ from service.middleware import (
     SecurityHeadersMiddleware,
 )
 from service.ratelimit import TokenBucketLimiter
+from service.recommendation_cache import RecommendationCache
 from service.settings import Settings, get_settings
 from service.studies import Studies
 
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         try:
             yield
         finally:
+            recommendations.close()
             studies.close()
             engine.dispose()
 
@@ -139,6 +141,13 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         settings.rate_limit_per_s, settings.rate_limit_burst
     )
     app.state.metrics = Metrics()
+    recommendations = RecommendationCache(
+        app.state.session_factory,
+        wait_s=settings.recommendation_wait_s,
+        max_lag_s=settings.recommendation_max_lag_s,
+        on_fit=app.state.metrics.recommendation_fits.inc,
+    )
+    app.state.recommendations = recommendations
 
     install_error_handlers(app, retry_after_unavailable_s=settings.retry_after_unavailable_s)
     _include_routers(app)

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from service.recommendation_cache import RecommendationCache
 from service.settings import Settings
 from service.studies import Studies
 
@@ -37,6 +38,11 @@ def get_studies(request: Request) -> Studies:
     return request.app.state.studies
 
 
+def get_recommendations(request: Request) -> RecommendationCache:
+    return request.app.state.recommendations
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 StudiesDep = Annotated[Studies, Depends(get_studies)]
+RecommendationsDep = Annotated[RecommendationCache, Depends(get_recommendations)]

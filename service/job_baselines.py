@@ -15,7 +15,7 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,6 +27,8 @@ from optimizer.recommendation.baselines import SeedRun, compare, comparison_line
 from service.db.models import BaselineKind, BaselineRun
 
 __all__ = ["BaselineStatus", "baseline_statuses", "label_of", "same_config", "with_baselines"]
+
+R = TypeVar("R", bound=Recommendation)
 
 CHECK_LABEL = "ACProp at the recommendation (check)"
 
@@ -78,7 +80,7 @@ def _runs(session: Session, job_ids: Sequence[uuid.UUID]) -> list[BaselineRun]:
     )
 
 
-def with_baselines(session: Session, job_id: uuid.UUID, rec: Recommendation) -> Recommendation:
+def with_baselines(session: Session, job_id: uuid.UUID, rec: R) -> R:
     """``rec`` with the job's baselines beside it, on the same seeds (unchanged for a job
     without baselines). Ends its read."""
     runs = _runs(session, [job_id])

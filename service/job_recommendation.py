@@ -9,19 +9,18 @@ Pruned trials stopped early, so their losses are not comparable with finished on
 failed trials carry nothing: both are left out. The answer lists the jax/jaxlib/optax
 versions those trials were trained with, and warns when they differ.
 
-The answer is `provisional` while the job runs and `final` once it has ended. Fitting is cheap
-at the sizes a job has, but a busy dashboard polls; answers are cached per (job, finished
-trials), so a poll that finds nothing new costs one count query.
+The answer is `provisional` while the job runs and `final` once it has ended. This module
+fits on the caller's thread (the CLI, the broker's stages); the API serves answers fitted in
+the background instead (service/recommendation_cache.py), through :func:`fit`.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from optimizer.recommendation import NotEnoughEvidence, Recommendation, TrialOutcome, recommend
@@ -30,11 +29,7 @@ from optimizer.versions import summarise as summarise_versions
 from service.db.models import Job, JobStatus, Trial, TrialSource, TrialState
 from service.errors import Conflict, NotFound
 
-__all__ = ["USED_STATES", "job_recommendation", "trial_record"]
-
-_CACHE_SIZE = 256
-_cache: OrderedDict[tuple[uuid.UUID, int, str], Recommendation] = OrderedDict()
-_cache_lock = threading.Lock()
+__all__ = ["USED_STATES", "fit", "job_recommendation", "owned_job", "status_of", "trial_record"]
 
 USED_STATES = (TrialState.COMPLETE.value, TrialState.DIVERGED.value)
 
@@ -57,54 +52,48 @@ def trial_record(trial: Trial) -> TrialOutcome:
     )
 
 
-def _compute(trials: list[Trial], job: Job, status: str) -> Recommendation:
+def fit(trials: Sequence[Trial], job_id: uuid.UUID, n_trials: int, status: str) -> Recommendation:
+    """The recommendation on ``trials`` (a job's finished rows, ``USED_STATES``), with the
+    versions they were trained with; :class:`Conflict` with the reason while the evidence
+    cannot support one. Any other exception is a fault of the fit."""
     try:
         rec = recommend([trial_record(t) for t in trials], status=status)  # type: ignore[arg-type]
     except NotEnoughEvidence as exc:
         raise Conflict(
-            f"no recommendation for job {job.id} yet: {exc.reason} "
-            f"({len(trials)} of {job.n_trials} trials finished with a result)"
+            f"no recommendation for job {job_id} yet: {exc.reason} "
+            f"({len(trials)} of {n_trials} trials finished with a result)"
         ) from None
     # The versions the answer rests on: those of the trials it was fitted on.
     versions, warnings = summarise_versions(t.versions for t in trials)
-    return replace(rec, job_id=str(job.id), versions=versions, warnings=warnings)
+    return replace(rec, job_id=str(job_id), versions=versions, warnings=warnings)
 
 
-def job_recommendation(
-    session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
-) -> Recommendation:
-    """The recommendation of a job the caller owns (``tenant_id`` None: any job, for the
-    local CLI); 404 when there is no such job, 409 with the reason while there is none."""
+def owned_job(session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID) -> Job:
+    """The job, if the caller owns it (``tenant_id`` None: any job); 404 otherwise."""
     query = select(Job).where(Job.id == job_id)
     if tenant_id is not None:
         query = query.where(Job.tenant_id == tenant_id)
     job = session.scalar(query)
     if job is None:
         raise NotFound(f"no job {job_id}")
-    status = "provisional" if job.status in JobStatus.active() else "final"
-    n_used = (
-        session.scalar(
-            select(func.count())
-            .select_from(Trial)
-            .where(Trial.job_id == job_id, Trial.state.in_(USED_STATES))
-        )
-        or 0
-    )
-    key = (job_id, n_used, status)
-    with _cache_lock:
-        cached = _cache.get(key)
-        if cached is not None:
-            _cache.move_to_end(key)
-    if cached is not None:
-        session.rollback()
-        return cached
+    return job
+
+
+def status_of(job: Job) -> str:
+    """``provisional`` while the job runs, ``final`` once it has ended."""
+    return "provisional" if job.status in JobStatus.active() else "final"
+
+
+def job_recommendation(
+    session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
+) -> Recommendation:
+    """The recommendation of a job the caller owns, fitted now on all its finished trials
+    (``tenant_id`` None: any job, for the local CLI); 404 when there is no such job, 409 with
+    the reason while there is none."""
+    job = owned_job(session, tenant_id, job_id)
+    status, n_trials = status_of(job), job.n_trials
     trials = list(
         session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.state.in_(USED_STATES)))
     )
     session.rollback()  # nothing to write; end the read before the fit
-    answer = _compute(trials, job, status)
-    with _cache_lock:
-        _cache[key] = answer
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return answer
+    return fit(trials, job_id, n_trials, status)

@@ -24,6 +24,8 @@ from service.errors import NotFound
 from service.job_baselines import BaselineStatus, baseline_statuses, with_baselines
 from service.job_recommendation import job_recommendation
 from service.job_status import transition
+from service.recommendation_cache import RecommendationCache
+from service.recommendation_schemas import RecommendationOut
 from service.studies import Studies
 
 logger = logging.getLogger(__name__)
@@ -184,7 +186,19 @@ def delete_job(session: Session, studies: Studies, tenant_id: uuid.UUID, job_id:
 def get_recommendation(
     session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
 ) -> Recommendation:
-    """The job's recommendation (see :mod:`service.job_recommendation`) with its baselines
+    """The job's recommendation fitted now (see :mod:`service.job_recommendation`; the CLI)
+    with its baselines
     beside it (:mod:`service.job_baselines`); 409 with the reason while there is none.
     ``tenant_id`` None reads any tenant's job (the local CLI)."""
     return with_baselines(session, job_id, job_recommendation(session, tenant_id, job_id))
+
+
+def serve_recommendation(
+    session: Session,
+    recommendations: RecommendationCache,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+) -> RecommendationOut:
+    """The API's answer: fitted in the background, with its freshness (see
+    :mod:`service.recommendation_cache`), and the job's baselines beside it."""
+    return with_baselines(session, job_id, recommendations.answer(session, tenant_id, job_id))

@@ -112,6 +112,11 @@ class Metrics:
         self.jobs_created = Counter(
             "acprop_tuner_jobs_created", "Tuning jobs created", registry=self.registry
         )
+        self.recommendation_fits = Counter(
+            "acprop_tuner_recommendation_fits",
+            "Recommendations fitted in the background (service/recommendation_cache.py)",
+            registry=self.registry,
+        )
 
 
 class MetricsMiddleware:

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     lease_retry_after_s: float = Field(default=2.0, gt=0, le=3_600)
     max_lease_capacity: int = Field(default=256, ge=1, le=4_096)
 
+    # The recommendation endpoint (service/recommendation_cache.py): a request with no answer
+    # it may serve waits for the fit under way until that fit has run this long; an answer on
+    # older trials is served while it is at most max_lag_s old.
+    recommendation_wait_s: float = Field(default=10.0, ge=0, le=600)
+    recommendation_max_lag_s: float = Field(default=300.0, gt=0, le=86_400)
+
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
 
     # Task code is trusted code (optimizer/tasks/trust.py): besides built-in tasks and

@@ -18,6 +18,7 @@ from acprop_tuner.client._recommendation import (
     HYPERPARAMETERS,
     Evidence,
     ExpectedLoss,
+    Freshness,
     Recommendation,
     Risk,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Budget",
     "Evidence",
     "ExpectedLoss",
+    "Freshness",
     "Job",
     "JobBaseline",
     "Progress",

@@ -10,7 +10,14 @@ from typing import Any
 
 from acprop_tuner.client._baselines import BaselineResult
 
-__all__ = ["HYPERPARAMETERS", "Evidence", "ExpectedLoss", "Recommendation", "Risk"]
+__all__ = [
+    "HYPERPARAMETERS",
+    "Evidence",
+    "ExpectedLoss",
+    "Freshness",
+    "Recommendation",
+    "Risk",
+]
 
 #: ACProp's hyperparameters in optax's argument order (the optimizer's, kept in step by
 #: tests/unit/test_client_contract.py).
@@ -56,6 +63,21 @@ class Risk:
 
 
 @dataclass(frozen=True)
+class Freshness:
+    """Which finished trials the answer rests on against the job now: the server fits in the
+    background and, while it fits newer trials (``refitting``), serves the answer on older
+    ones (``trials_behind`` finished since, ``age_s`` seconds old, never over ``max_lag_s``)."""
+
+    current: bool
+    trials_used: int
+    trials_finished: int
+    trials_behind: int
+    age_s: float
+    refitting: bool
+    max_lag_s: float
+
+
+@dataclass(frozen=True)
 class Recommendation:
     """A job's recommended ACProp configuration (``provisional`` while the job runs,
     ``final`` once it ended) with its learning-rate interval, the divergence edge (None when
@@ -86,6 +108,8 @@ class Recommendation:
     #: The job's baselines beside it, on the same seeds, and the same in one line.
     baselines: tuple[BaselineResult, ...] = ()
     comparison: str | None = None
+    #: Which trials it rests on against the job now (None where the server does not say).
+    freshness: Freshness | None = None
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -123,5 +147,6 @@ class Recommendation:
             warnings=tuple(data.get("warnings") or ()),
             baselines=tuple(BaselineResult.from_json(b) for b in data.get("baselines") or ()),
             comparison=data.get("comparison"),
+            freshness=Freshness(**data["freshness"]) if data.get("freshness") else None,
             raw=data,
         )

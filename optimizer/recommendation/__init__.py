@@ -47,11 +47,13 @@ from optimizer.recommendation._records import (
     Status,
     TrialOutcome,
 )
+from optimizer.recommendation._subset import FULL_FIT_MAX_TRIALS
 
 __all__ = [
     "DEFAULT_MARGIN",
     "DEFAULT_MIN_TRIALS",
     "DEFAULT_TOLERANCE",
+    "FULL_FIT_MAX_TRIALS",
     "Evidence",
     "ExpectedLoss",
     "NotEnoughEvidence",

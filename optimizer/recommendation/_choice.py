@@ -14,6 +14,7 @@ from scipy.stats import qmc
 from optimizer.recommendation._confirmed import best_confirmed
 from optimizer.recommendation._divergence_model import DivergenceModel
 from optimizer.recommendation._features import FeatureSpace
+from optimizer.recommendation._interval import lr_interval
 from optimizer.recommendation._loss_model import LossModel
 from optimizer.recommendation._records import (
     BoundedBy,
@@ -26,6 +27,8 @@ from optimizer.recommendation._records import (
 )
 from optimizer.recommendation._risk import band_in_unit, divergence_risk
 from optimizer.recommendation._rounding import optax_line, round_params, round_sig
+from optimizer.recommendation._subset import FULL_FIT_MAX_TRIALS, fit_loss_model
+from optimizer.recommendation._threads import one_blas_thread
 from optimizer.recommendation._ties import (
     EPS_ROOT_TOLERANCE,
     at_default_eps_root,
@@ -61,6 +64,7 @@ def _score(loss: LossModel, x: np.ndarray) -> np.ndarray:
     return mean + PESSIMISM * std
 
 
+@one_blas_thread
 def recommend(
     outcomes: Iterable[TrialOutcome],
     *,
@@ -68,6 +72,7 @@ def recommend(
     margin: float = DEFAULT_MARGIN,
     tolerance: float = DEFAULT_TOLERANCE,
     min_trials: int = DEFAULT_MIN_TRIALS,
+    full_fit_max_trials: int = FULL_FIT_MAX_TRIALS,
 ) -> Recommendation:
     """Recommends an ACProp configuration from a job's finished trials.
 
@@ -79,6 +84,8 @@ def recommend(
         ``best + tolerance * |best|``; the paper's setting wins a tie against the choice
         when its predicted loss is within the same tolerance of the choice's.
       min_trials: non-diverged trials with a finite loss needed (at least 3).
+      full_fit_max_trials: up to this many such trials the loss model is fitted on all of
+        them; above it, on a bounded subset (``_subset``; ``evidence.n_trials_fitted``).
 
     Returns:
       The recommendation.
@@ -96,6 +103,8 @@ def recommend(
         raise ValueError(f"tolerance must be finite and >= 0, not {tolerance!r}")
     if min_trials < 3:
         raise ValueError(f"min_trials must be at least 3, not {min_trials}")
+    if full_fit_max_trials < 0:
+        raise ValueError(f"full_fit_max_trials must be >= 0, not {full_fit_max_trials}")
     trials = sorted(outcomes, key=TrialOutcome.sort_key)
     numbers = [t.number for t in trials]
     if len(set(numbers)) != len(numbers):
@@ -120,7 +129,10 @@ def recommend(
     rising = np.array([name == "eps_root" for name in space.tuned[1:]], dtype=bool)
     divergence = DivergenceModel.fit(x_all, n_seen, n_div, radius=COMPARABLE_RADIUS, rising=rising)
     x_use = space.to_unit([trials[i].params for i in usable])
-    loss = LossModel.fit(x_use, [np.array(states[i][0]) for i in usable])
+    seed_use = [np.array(states[i][0]) for i in usable]
+    mean_use = np.array([np.mean(states[i][0]) for i in usable])
+    always = np.array([trials[i].confirmation for i in usable], dtype=bool)
+    loss, n_fitted = fit_loss_model(x_use, seed_use, mean_use, always, full_fit_max_trials)
     diverged_lrs = {
         t.params["learning_rate"] for t, (_, d, _) in zip(kept, kept_states, strict=True) if d
     }
@@ -144,7 +156,7 @@ def recommend(
     # Candidates: a learning-rate grid at every explored z and at quasi-random z in the box.
     dz = x_use.shape[1] - 1
     # The explored z of the best trials (by mean seed loss) plus quasi-random z in the box.
-    order = np.argsort([np.mean(states[i][0]) for i in usable], kind="stable")
+    order = np.argsort(mean_use, kind="stable")
     zs = np.unique(x_use[order[:_N_EXPLORED_Z], 1:], axis=0)
     if dz:
         zs = np.vstack(
@@ -152,14 +164,14 @@ def recommend(
         )
     us = np.linspace(lo[0], hi[0], _LR_GRID)
     cand = np.column_stack([np.repeat(us, len(zs)), np.tile(zs, (len(us), 1))])
-    ok = cand[:, 0] <= limit(cand[:, 1:]) + 1e-12
+    ok = cand[:, 0] <= np.tile(limit(zs), len(us)) + 1e-12  # the limit once per z
     if not ok.any():
         # Only isolated blow-ups (below learning rates that trained in every seed nearby)
         # can leave no learning rate tried a margin below the edge: then stay just below
         # them instead of refusing (one seed lost at 3e-4 with trials up to 2e-2 fine
         # refused 1 in 25 small random jobs).
         relaxed = True
-        ok = cand[:, 0] <= limit(cand[:, 1:]) + 1e-12
+        ok = cand[:, 0] <= np.tile(limit(zs), len(us)) + 1e-12
     if not ok.any():
         raise NotEnoughEvidence(
             f"no learning rate tried stays a factor {margin:g} below the divergence edge; "
@@ -224,22 +236,8 @@ def recommend(
     params["learning_rate"] = lr
     x_final = space.to_unit([params])
 
-    # lr_interval: the contiguous run of the fine learning-rate line, up to the safe limit,
-    # whose predicted loss the evidence cannot tell from the best (within tolerance, or two
-    # of the model's standard deviations).
-    line_u = np.linspace(lo[0], max(lo[0], min(hi[0], float(limit(z_final)[0]))), 401)
-    line = np.column_stack([line_u, np.tile(z_final, (line_u.size, 1))])
-    pred = loss.predict_loss(line)
-    at_rec = float(loss.predict_loss(x_final)[0])
-    best = min(at_rec, float(pred.min()))
-    within = pred <= best + np.maximum(tolerance * abs(best), 2.0 * loss.model_std(line))
-    i = int(np.argmin(np.abs(line_u - x_final[0, 0])))
-    a = b = i
-    while a > 0 and within[a - 1]:
-        a -= 1
-    while b < line_u.size - 1 and within[b + 1]:
-        b += 1
-    interval = (min(space.unit_to_lr(line_u[a]), lr), max(space.unit_to_lr(line_u[b]), lr))
+    line = (float(lo[0]), min(float(hi[0]), float(limit(z_final)[0])))
+    interval, at_rec = lr_interval(loss, space, z_final, x_final, line, lr, tolerance)
 
     edge = float(divergence.edge(z_final)[0])
     divergence_lr = space.unit_to_lr(edge) if edge <= 1.0 + 1e-12 else None
@@ -270,6 +268,7 @@ def recommend(
         n_seeds_missing=sum(m for _, _, m in states),
         tuned=space.tuned,
         trials_used=tuple(sorted(trials[i].number for i in usable)),
+        n_trials_fitted=n_fitted,
     )
     return Recommendation(
         **params,  # type: ignore[arg-type]  # the six hyperparameters, as floats

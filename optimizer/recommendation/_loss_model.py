@@ -114,6 +114,16 @@ class Warp:
         )
 
 
+def _pooled_variance(seed_losses: list[np.ndarray], warp: Warp) -> float:
+    """The pooled within-trial variance of the warped seed losses (vectorised: many trials)."""
+    sizes = np.array([s.size for s in seed_losses])
+    z = warp.forward(np.concatenate(seed_losses))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    means = np.add.reduceat(z, starts) / sizes
+    dof = float((sizes - 1).sum())
+    return float(((z - np.repeat(means, sizes)) ** 2).sum() / dof) if dof > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class LossModel:
     """A fitted Gaussian process over the unit box; see the module docstring."""
@@ -132,22 +142,29 @@ class LossModel:
     columns: np.ndarray
 
     @classmethod
-    def fit(cls, x: np.ndarray, seed_losses: list[np.ndarray]) -> LossModel:
+    def fit(
+        cls, x: np.ndarray, seed_losses: list[np.ndarray], *, pooled: list[np.ndarray] | None = None
+    ) -> LossModel:
         """Fits the model.
 
         Args:
           x: unit-box points of the trials, shape ``(n, d)``, learning rate first.
           seed_losses: for each trial, its finite seed losses (at least one).
+          pooled: where ``x`` is a subset of a job's trials (``_subset``), the seed losses
+            of all of them: the warp and the pooled seed variance are taken from all.
 
         Returns:
           The fitted model.
         """
-        warp = Warp.fit(np.concatenate(seed_losses))
+        warp = Warp.fit(np.concatenate(seed_losses if pooled is None else pooled))
         z = [warp.forward(s) for s in seed_losses]
         ybar = np.array([v.mean() for v in z])
         m = np.array([v.size for v in z], dtype=float)
-        dof = float((m - 1.0).sum())
-        seed_var = float(sum(((v - v.mean()) ** 2).sum() for v in z) / dof) if dof > 0 else 0.0
+        if pooled is None:
+            dof = float((m - 1.0).sum())
+            seed_var = float(sum(((v - v.mean()) ** 2).sum() for v in z) / dof) if dof > 0 else 0.0
+        else:
+            seed_var = _pooled_variance(pooled, warp)
         noise = seed_var / m
         n, d = x.shape
         columns = independent_columns(basis(x)) if n >= basis(x).shape[1] + 3 else np.zeros(1, int)

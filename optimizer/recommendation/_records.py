@@ -121,6 +121,9 @@ class Evidence:
     n_seeds_missing: int
     tuned: tuple[str, ...]
     trials_used: tuple[int, ...] = field(repr=False)
+    #: The trials the loss model was fitted on: ``n_trials_used`` up to
+    #: ``FULL_FIT_MAX_TRIALS``, a bounded subset of them above (None: not recorded).
+    n_trials_fitted: int | None = None
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from optimizer.job_spec import TaskChoice
-from optimizer.recommendation import Recommendation
 from service import job_submission, jobs
 from service.api.responses import AUTHENTICATED, errors
 from service.auth import UserPrincipal
 from service.db.models import JobStatus
-from service.deps import SessionDep, SettingsDep, StudiesDep
+from service.deps import RecommendationsDep, SessionDep, SettingsDep, StudiesDep
 from service.inbound import json_problem
+from service.recommendation_schemas import RecommendationOut
 from service.schemas import JobCreate
 from service.views import (
     BaselineOut,
@@ -218,11 +218,21 @@ def delete_job(
 
 @router.get(
     "/{job_id}/recommendation",
-    response_model=Recommendation,
+    response_model=RecommendationOut,
     responses=errors(*AUTHENTICATED, 404, 409),
 )
 def get_recommendation(
-    job_id: str, principal: UserPrincipal, session: SessionDep
-) -> Recommendation:
-    """The recommended ACProp configuration; 409 with the reason while there is none."""
-    return jobs.get_recommendation(session, principal.tenant_id, jobs.parse_job_id(job_id))
+    job_id: str,
+    principal: UserPrincipal,
+    session: SessionDep,
+    recommendations: RecommendationsDep,
+) -> RecommendationOut:
+    """The recommended ACProp configuration, fitted in the background once per change of the
+    job's finished trials; ``freshness`` says which trials it rests on. While a newer fit
+    runs, the answer on older trials is served (at most ``freshness.max_lag_s`` old); a
+    ``final`` answer is always the fit on all the trials. 409 with the reason while there is
+    none: ``conflict`` (the trials cannot support one yet), ``computing`` (being fitted; see
+    ``Retry-After``) or ``recommendation_failed`` (the fit failed; asking again fits again)."""
+    return jobs.serve_recommendation(
+        session, recommendations, principal.tenant_id, jobs.parse_job_id(job_id)
+    )

@@ -171,3 +171,67 @@ def test_cancel_button_cancels_the_job(browser: Any, site: Site) -> None:
         assert probe.errors(*EXPECTED) == []
     finally:
         context.close()
+
+
+def wait_for_asks(page: Any, asked: list[int], n: int) -> None:
+    """Until the page has asked ``n`` times (it asks at its polls; this one is nudged)."""
+    for _ in range(100):
+        if len(asked) >= n:
+            return
+        poll_now(page)
+        page.wait_for_timeout(200)  # route handlers run while Playwright waits
+    raise AssertionError(f"the page asked {len(asked)} times, not {n}")
+
+
+def test_a_lagging_answer_is_shown_as_such_and_asked_again(browser: Any, site: Site) -> None:
+    """The server fits in the background: the page shows an answer on older trials with how
+    far it lags, keeps it while the server answers 409 ``computing``, and asks again at the
+    next polls (the job unchanged) until the answer is current. (The server's answers are
+    the real one, altered in the browser.)"""
+    user, _ = site.key("lagging")
+    worker_key, _ = site.key("lagging", KeyScope.WORKER)
+    job_id = site.submit(
+        user, budget={"n_trials": N_TRIALS, "steps": 20, "seeds": 2, "report_every": 5},
+        sampler="random",
+    )["id"]  # fmt: skip
+    worker = SyntheticWorker(site, worker_key)
+    try:
+        worker.run(12)
+        with site.client(user) as client:
+            real = client.get(f"/api/v1/jobs/{job_id}/recommendation").json()
+        assert real["freshness"]["current"], real
+        used = real["freshness"]["trials_used"]
+        lagging = {
+            **real,
+            "freshness": {**real["freshness"], "current": False, "refitting": True,
+                          "trials_used": used - 3, "trials_behind": 3},
+        }  # fmt: skip
+        computing = {"error": "computing", "detail": "being computed; ask again"}
+        answers = [(200, lagging), (409, computing), (200, real)]
+        asked: list[int] = []
+
+        def answer(route: Any) -> None:
+            status, body = answers[min(len(asked), len(answers) - 1)]
+            asked.append(status)
+            headers = {"Retry-After": "2"} if status == 409 else {}
+            route.fulfill(status=status, json=body, headers=headers)
+
+        context, page, _probe = open_page(browser, site)
+        try:
+            page.route(f"**/api/v1/jobs/{job_id}/recommendation", answer)
+            page.goto(f"{site.url}/dashboard#/jobs/{job_id}")
+            enter_key(page, user)
+            lag = page.get_by_test_id("rec-lag")
+            expect(lag).to_contain_text(f"Fitted on {used - 3} finished trials; 3 more")
+            expect(lag).to_contain_text("an update is being computed")
+            wait_for_asks(page, asked, 2)  # the 409: the lagging answer stays
+            expect(lag).to_contain_text(f"Fitted on {used - 3} finished trials")
+            expect(page.locator("#optax-line")).to_contain_text("optax.contrib.acprop(")
+            wait_for_asks(page, asked, 3)
+            expect(lag).to_have_count(0)
+            expect(page.locator("#rec-panel .badge")).to_have_text("provisional")
+            assert asked[:3] == [200, 409, 200], asked
+        finally:
+            context.close()
+    finally:
+        worker.close()

@@ -34,7 +34,8 @@ def _fields(cls: type) -> set[str]:
 @pytest.mark.parametrize(
     ("client_type", "schema"),
     [
-        (_models.Recommendation, "Recommendation"),
+        (_models.Recommendation, "RecommendationOut"),
+        (_models.Freshness, "Freshness"),
         (_models.ExpectedLoss, "ExpectedLoss"),
         (_models.Evidence, "Evidence"),
         (_models.Progress, "Progress"),

@@ -42,6 +42,7 @@ export class JobFollower {
     this.polls = 0;
     this.recKey = null; // the job state the shown recommendation is for
     this.recAsked = false;
+    this.recShown = false; // an answer is on the panel
     this.recLatest = null; // the job and key of the last poll
     this.impKey = null;
     this.impComputing = false;
@@ -133,7 +134,10 @@ export class JobFollower {
 
   /** The recommendation only changes with the finished trials it uses, the job's end, or its
    * baselines (trained beside it): asked again then, one request at a time; if the job moved
-   * on while one was asked, asked again as soon as that one is answered. */
+   * on while one was asked, asked again as soon as that one is answered. The server fits in
+   * the background: an answer on older trials (`freshness.current` false) or a 409
+   * `computing` is asked again at the next poll, the job's state unchanged or not; while the
+   * server computes, the answer already shown stays (with how far it lags). */
   askRecommendation(job) {
     const p = job.progress;
     const runs = (job.baselines || []).map((b) => b.state).join(",");
@@ -145,15 +149,20 @@ export class JobFollower {
     const ended = !ACTIVE.includes(job.status);
     this.api
       .recommendation(this.id, { signal: this.abort.signal })
-      .then((rec) => ({ rec }))
+      .then((rec) => ({ rec, again: Boolean(rec.freshness && !rec.freshness.current) }))
       .catch((err) => {
-        if (err instanceof ApiError && err.status === 409) return { reason: describe(err.detail), ended };
+        if (err instanceof ApiError && err.status === 409) {
+          const again = err.code === "computing" || err.code === "recommendation_failed";
+          return { reason: describe(err.detail), ended, again, computing: again && !this.recShown };
+        }
         throw err;
       })
       .then((state) => {
         if (this.closed) return;
-        this.view.setRecommendation(state);
-        this.recKey = key;
+        // (A 409 while the server computes leaves the answer shown, if any, in place.)
+        if (state.rec || !state.again || !this.recShown) this.view.setRecommendation(state);
+        if (state.rec) this.recShown = true;
+        this.recKey = state.again ? `${key}|again` : key;
         performance.mark("acprop:rec-drawn", { detail: { job: this.id } });
       })
       .catch((err) => {

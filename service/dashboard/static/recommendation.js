@@ -1,6 +1,7 @@
 // The recommendation panel: the configuration, its learning-rate interval and the
 // divergence edge, the evidence, and the optax line with a copy button. While the server
-// has no recommendation (409) it shows the server's reason instead.
+// has no recommendation (409) it shows the server's reason instead; an answer fitted on
+// older trials (the server fits in the background) says how far it lags.
 
 import { h, replace } from "./dom.js";
 import { loss, num, plural } from "./format.js";
@@ -42,6 +43,12 @@ export function renderRecommendation(panel, state, { extras = [] } = {}) {
       h("td", {}, num(rec[name], 3)),
       h("td", { class: "muted small" }, tuned.has(name) ? "tuned" : "fixed")),
   );
+  const f = rec.freshness;
+  const lag = f && !f.current
+    ? h("p", { class: "muted small rec-lag", dataset: { testid: "rec-lag" } },
+      `Fitted on ${plural(f.trials_used, "finished trial")}; ${f.trials_behind} more finished since` +
+      (f.refitting ? ": an update is being computed." : "."))
+    : null;
   const code = h("code", { id: "optax-line" }, rec.optax);
   const copied = h("span", { class: "copied muted small", role: "status", "aria-live": "polite" });
   const copy = h("button", { type: "button", class: "copy", "aria-label": "Copy the optax line", on: { click: () => copyLine(rec.optax, code, copied) } }, "Copy");
@@ -49,6 +56,7 @@ export function renderRecommendation(panel, state, { extras = [] } = {}) {
   replace(
     panel,
     h("div", { class: "rec-head" }, title, h("span", { class: ["badge", `rec-${rec.status}`] }, rec.status)),
+    lag,
     h("div", { class: "rec-body" },
       h("table", { class: "rec-table" },
         h("caption", { class: "visually-hidden" }, "Recommended ACProp configuration"),

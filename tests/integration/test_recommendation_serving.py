@@ -1,0 +1,209 @@
+"""The recommendation endpoint serves answers fitted in the background (issue 19,
+service/recommendation_cache.py): one fit per change of a job's finished trials however many
+ask, the answer on older trials while a newer fit runs (saying which trials it used), the
+``final`` answer exactly the fit on all trials, and a failing fit a 409 that the next request
+can undo. The fit is counted (and held, where a test needs it running) by wrapping the
+module-level function the cache calls. Runs on SQLite and Postgres.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from optimizer.recommendation import recommend
+from service import job_recommendation
+from service.db.models import KeyScope, Trial
+from service.job_recommendation import USED_STATES, trial_record
+from service.recommendation_cache import RecommendationCache
+from tests.support.api import run_trials
+from tests.support.databases import KeyFactory
+
+N_TRIALS = 30
+
+
+class CountedFit:
+    """The real fit, counted; held at a gate until ``release`` when ``held``."""
+
+    def __init__(self, *, held: bool = False, error: Exception | None = None) -> None:
+        self.real: Callable[..., Any] = job_recommendation.fit
+        self.calls = 0
+        self.error = error
+        self._gate = threading.Event()
+        if not held:
+            self._gate.set()
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.calls += 1
+        self._gate.wait(120)
+        if self.error is not None:
+            raise self.error
+        return self.real(*args, **kwargs)
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+@pytest.fixture
+def cache(app: FastAPI, client: TestClient) -> RecommendationCache:
+    recommendations: RecommendationCache = app.state.recommendations
+    return recommendations
+
+
+@pytest.fixture
+def job(client: TestClient, make_key: KeyFactory) -> Iterator[dict[str, Any]]:
+    """A seeded job of 30 trials (below the synthetic edge most of them), 20 of them done,
+    with the answer on those 20 fitted."""
+    user = make_key()
+    worker = make_key(tenant=user.tenant, scope=KeyScope.WORKER).headers
+    body = {
+        "task": {"name": "rosenbrock"},
+        "budget": {"n_trials": N_TRIALS, "steps": 20, "seeds": 2, "report_every": 5},
+        "sampler": "random",
+        "seed": 0,
+        "baselines": [],
+    }
+    r = client.post("/api/v1/jobs", json=body, headers=user.headers)
+    assert r.status_code == 201, r.text
+    url = f"/api/v1/jobs/{r.json()['id']}/recommendation"
+    run_trials(client, worker, 20)
+    first = client.get(url, headers=user.headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["freshness"]["current"] and first.json()["freshness"]["trials_used"] == 20
+    yield {"id": r.json()["id"], "url": url, "user": user.headers, "worker": worker}
+
+
+def _until(condition: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+    """A liveness bound (not a timing claim): the background fit ends."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _get(client: TestClient, job: dict[str, Any]) -> Any:
+    return client.get(job["url"], headers=job["user"])
+
+
+def test_concurrent_requests_for_a_stale_answer_cause_one_fit_and_get_the_stale_answer(
+    client: TestClient, job: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_trials(client, job["worker"], 5)  # 25 of 30 finished: the answer on 20 is stale
+    fit = CountedFit(held=True)
+    monkeypatch.setattr(job_recommendation, "fit", fit)
+
+    with ThreadPoolExecutor(20) as pool:
+        replies = list(pool.map(lambda _: _get(client, job), range(20)))
+
+    # Every request was answered while the one refit is held: with the answer on 20 trials,
+    # saying so.
+    for r in replies:
+        assert r.status_code == 200, r.text
+        rec = r.json()
+        assert rec["status"] == "provisional"
+        assert rec["evidence"]["n_trials"] <= 20
+        fresh = rec["freshness"]
+        assert fresh["current"] is False and fresh["refitting"] is True
+        assert (fresh["trials_used"], fresh["trials_finished"], fresh["trials_behind"]) == (
+            20,
+            25,
+            5,
+        )
+        assert 0 <= fresh["age_s"] <= fresh["max_lag_s"]
+    _until(lambda: fit.calls >= 1, "the refit to start")
+    fit.release()
+    _until(lambda: _get(client, job).json()["freshness"]["current"], "the refit")
+    rec = _get(client, job).json()
+    assert rec["freshness"]["trials_used"] == 25 and rec["freshness"]["trials_behind"] == 0
+    assert fit.calls == 1  # 20 requests (and the polls after): one fit
+
+
+def test_the_final_answer_is_the_fit_on_all_trials(
+    client: TestClient, app: FastAPI, job: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fit = CountedFit()
+    monkeypatch.setattr(job_recommendation, "fit", fit)
+    run_trials(client, job["worker"], 100)  # the rest: the job ends
+    r = _get(client, job)
+    assert r.status_code == 200, r.text
+    final = r.json()
+    assert final["status"] == "final" and fit.calls == 1
+    assert final["freshness"]["current"] and final["freshness"]["trials_behind"] == 0
+
+    with app.state.session_factory() as session:
+        rows = session.scalars(
+            select(Trial).where(Trial.job_id == uuid.UUID(job["id"]), Trial.state.in_(USED_STATES))
+        ).all()
+        expected = recommend([trial_record(t) for t in rows], status="final").to_dict()
+    assert final["freshness"]["trials_used"] == len(rows) == N_TRIALS
+    served = {k: v for k, v in final.items() if k in expected}
+    for filled_in in ("job_id", "versions", "warnings"):  # the service's additions
+        served.pop(filled_in), expected.pop(filled_in)
+    assert served == expected
+    again = _get(client, job).json()
+    assert again.pop("freshness")["current"] and fit.calls == 1  # served, not fitted again
+    assert again == {k: v for k, v in final.items() if k != "freshness"}
+
+
+def test_a_failing_fit_is_a_409_with_a_reason_and_the_next_request_fits_again(
+    client: TestClient,
+    job: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run_trials(client, job["worker"], 100)  # the job ends: its answer needs a fit
+    broken = CountedFit(error=RuntimeError("the fit broke"))
+    monkeypatch.setattr(job_recommendation, "fit", broken)
+    with caplog.at_level(logging.ERROR, logger="service.recommendation_cache"):
+        r = _get(client, job)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == "recommendation_failed"
+    assert "RuntimeError: the fit broke" in r.json()["detail"]
+    assert any("could not be computed" in rec.getMessage() for rec in caplog.records)
+
+    monkeypatch.setattr(job_recommendation, "fit", broken.real)
+    r = _get(client, job)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "final" and r.json()["freshness"]["current"]
+
+
+def test_no_servable_answer_while_a_slow_fit_runs_is_a_409_computing(
+    client: TestClient,
+    job: dict[str, Any],
+    cache: RecommendationCache,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job ended and a request waits no longer than ``wait_s`` (0 here) for its final
+    fit: the provisional answer stands in, as provisional, while within the lag bound; past
+    it, nothing does."""
+    run_trials(client, job["worker"], 100)
+    fit = CountedFit(held=True)
+    monkeypatch.setattr(job_recommendation, "fit", fit)
+    monkeypatch.setattr(cache, "wait_s", 0.0)
+    r = _get(client, job)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "provisional"
+    assert r.json()["freshness"]["refitting"] and r.json()["freshness"]["trials_used"] == 20
+
+    monkeypatch.setattr(cache, "max_lag_s", 1e-6)  # the provisional answer is past the bound
+    r = _get(client, job)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == "computing" and r.headers["Retry-After"]
+    assert f"from {N_TRIALS} finished trials" in r.json()["detail"]
+    fit.release()
+    monkeypatch.setattr(cache, "wait_s", 60.0)
+    r = _get(client, job)
+    assert r.status_code == 200 and r.json()["status"] == "final", r.text
+    assert fit.calls == 1
