@@ -35,6 +35,7 @@ the tasks for a quick run; ``BENCH_RECOMMENDATION_RUNS`` the sampler seeds per t
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -42,6 +43,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 import optuna
 
@@ -405,6 +407,11 @@ def run() -> dict[str, Any]:
     for t in chosen:
         tasks.append(_task(t, n_runs))
         print(f"  {t.name}: {tasks[-1]['wall_s']:.0f} s", file=sys.stderr, flush=True)
+        # Each task compiles its own programs; without this, the whole suite's compiled code
+        # stays mapped and XLA's compiler runs out of memory mappings after about half of it
+        # (vm.max_map_count 65,530: "LLVM compilation error: Cannot allocate memory").
+        jax.clear_caches()
+        gc.collect()
     splits = {s: _split_summary([t for t in tasks if t["split"] == s]) for s in SPLITS}
     summary = {
         "n_tasks": len(tasks),

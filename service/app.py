@@ -38,6 +38,7 @@ from service.middleware import (
 )
 from service.ratelimit import TokenBucketLimiter
 from service.recommendation_cache import RecommendationCache
+from service.recommendation_fitter import RecommendationFitter
 from service.settings import Settings, get_settings
 from service.studies import Studies
 
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         wait_s=settings.recommendation_wait_s,
         max_lag_s=settings.recommendation_max_lag_s,
         on_fit=app.state.metrics.recommendation_fits.inc,
+        fitter=RecommendationFitter(in_child=settings.recommendation_fit_process),
     )
     app.state.recommendations = recommendations
 

@@ -9,12 +9,11 @@ thread (one thread: however many pages poll, this never takes more than one core
 for that job is under way or the last one ended less than `PAUSE` times its own duration ago:
 so a job whose trials finish every second (0.6 s to compute at 5,000 trials) costs at most a
 tenth of a core, and its answer lags by a few seconds. Only a job with nothing kept yet waits,
-up to `WAIT_S`, for its first answer.
+up to `WAIT_S`, for its first answer, and only one of at most `WAIT_UP_TO` finished trials.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
+from pydantic_core import from_json
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,12 +37,16 @@ from optimizer.tuning.importance import (
 from service.db.models import Job, Trial, TrialState
 from service.errors import NotFound
 
-__all__ = ["PAUSE", "WAIT_S", "ImportanceAnswer", "ImportanceCache"]
+__all__ = ["PAUSE", "WAIT_S", "WAIT_UP_TO", "ImportanceAnswer", "ImportanceCache"]
 
 logger = logging.getLogger(__name__)
 _COMPUTING = "being computed; it appears at the next update"
 
 WAIT_S = 0.25
+# Above this many finished trials the first answer takes longer than WAIT_S on a busy server
+# (a database read of every one of them, then the evaluator), so the request does not wait:
+# it would only hold up the page's first render, which shows "being computed" either way.
+WAIT_UP_TO = 2_000
 PAUSE = 9.0  # idle time after a computation, in multiples of its duration
 _USED = (TrialState.COMPLETE.value, TrialState.DIVERGED.value)
 
@@ -115,7 +119,7 @@ class ImportanceCache:
                 self._running[job_id] = future
         if kept is not None:
             return _answer(kept, n_now, computing=True)
-        if future is None:  # paused after a failed computation
+        if future is None or n_now > WAIT_UP_TO:  # (None: paused after a failed computation)
             return ImportanceAnswer(None, EVALUATOR, 0, n_now, True, _COMPUTING)
         try:
             result = future.result(timeout=self._wait_s)
@@ -137,7 +141,7 @@ class ImportanceCache:
                 ).all()
                 session.rollback()
             # The parameters as text, parsed in one call (not one per row: trial_feed.py).
-            params = json.loads("[" + ",".join(r.params or "null" for r in rows) + "]")
+            params = from_json("[" + ",".join(r.params or "null" for r in rows) + "]")
             trials = [
                 FinishedTrial(
                     params=p or {},

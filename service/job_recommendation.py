@@ -17,7 +17,7 @@ the background instead (service/recommendation_cache.py), through :func:`fit`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from sqlalchemy import select
@@ -52,12 +52,23 @@ def trial_record(trial: Trial) -> TrialOutcome:
     )
 
 
-def fit(trials: Sequence[Trial], job_id: uuid.UUID, n_trials: int, status: str) -> Recommendation:
+def _recommend_here(records: Sequence[TrialOutcome], status: str) -> Recommendation:
+    return recommend(records, status=status)  # type: ignore[arg-type]
+
+
+def fit(
+    trials: Sequence[Trial],
+    job_id: uuid.UUID,
+    n_trials: int,
+    status: str,
+    run: Callable[[Sequence[TrialOutcome], str], Recommendation] = _recommend_here,
+) -> Recommendation:
     """The recommendation on ``trials`` (a job's finished rows, ``USED_STATES``), with the
     versions they were trained with; :class:`Conflict` with the reason while the evidence
-    cannot support one. Any other exception is a fault of the fit."""
+    cannot support one. Any other exception is a fault of the fit. ``run`` fits the records
+    (service/recommendation_fitter.py: here, or in a child process)."""
     try:
-        rec = recommend([trial_record(t) for t in trials], status=status)  # type: ignore[arg-type]
+        rec = run([trial_record(t) for t in trials], status)
     except NotEnoughEvidence as exc:
         raise Conflict(
             f"no recommendation for job {job_id} yet: {exc.reason} "

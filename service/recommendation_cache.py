@@ -45,6 +45,7 @@ from service import job_recommendation
 from service.db.models import Job, Trial
 from service.errors import Conflict
 from service.job_recommendation import USED_STATES, owned_job, status_of
+from service.recommendation_fitter import RecommendationFitter
 from service.recommendation_schemas import Freshness, RecommendationOut
 
 __all__ = ["RecommendationCache", "RecommendationComputing", "RecommendationFailed", "Revision"]
@@ -114,6 +115,7 @@ class RecommendationCache:
         max_jobs: int = 256,
         max_fits: int = 2,
         on_fit: Callable[[], object] = lambda: None,
+        fitter: RecommendationFitter | None = None,
     ) -> None:
         self._sessions = sessions
         self.wait_s = wait_s
@@ -125,6 +127,7 @@ class RecommendationCache:
         self._fit_slots = threading.BoundedSemaphore(max_fits)
         self._closed = False
         self._on_fit = on_fit
+        self.fitter = fitter or RecommendationFitter(in_child=False)
         #: Fits run so far (a fit that found the evidence too thin included).
         self.fits = 0
 
@@ -132,6 +135,7 @@ class RecommendationCache:
         """No follow-up fits from now on (a fit under way finishes in its daemon thread)."""
         with self._lock:
             self._closed = True
+        self.fitter.close()
 
     def answer(
         self, session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
@@ -283,7 +287,9 @@ class RecommendationCache:
         started = time.monotonic()
         answer, reason = None, None
         try:
-            answer = job_recommendation.fit(trials, job_id, n_trials, revision.status)
+            answer = job_recommendation.fit(
+                trials, job_id, n_trials, revision.status, self.fitter.fit
+            )
         except Conflict as exc:  # the evidence supports none yet
             reason = str(exc.detail)
         logger.info(

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # older trials is served while it is at most max_lag_s old.
     recommendation_wait_s: float = Field(default=10.0, ge=0, le=600)
     recommendation_max_lag_s: float = Field(default=300.0, gt=0, le=86_400)
+    # Fit in child processes, off the server's interpreter lock (service/recommendation_fitter.py);
+    # `acprop-tuner serve` turns it on unless this is set.
+    recommendation_fit_process: bool = False
 
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
 

@@ -11,12 +11,12 @@ call: both answers are bounded whatever the job's size. Every read is scoped by 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pydantic_core import from_json
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
@@ -135,8 +135,9 @@ def trial_columns(
 
 
 def _parse_all(texts: Iterable[str | None]) -> list[Any]:
-    """JSON texts (None: SQL NULL) parsed in one call."""
-    return list(json.loads("[" + ",".join(t if t is not None else "null" for t in texts) + "]"))
+    """JSON texts (None: SQL NULL) parsed in one call (pydantic's parser: about 4x the
+    standard library's; NaN and Infinity accepted, as json.loads does)."""
+    return list(from_json("[" + ",".join(t if t is not None else "null" for t in texts) + "]"))
 
 
 def _on_validation(state: str, value: float | None, final: Any, validation: Any) -> bool:

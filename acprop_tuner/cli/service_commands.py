@@ -45,6 +45,9 @@ def serve(args: argparse.Namespace) -> int:
     from service.app import create_app
 
     settings = get_settings()
+    if "ACPROP_TUNER_RECOMMENDATION_FIT_PROCESS" not in os.environ:
+        # A served API fits recommendations in child processes (service/recommendation_fitter.py).
+        settings = settings.model_copy(update={"recommendation_fit_process": True})
     logging.basicConfig(level=settings.log_level.upper())
     engine = create_db_engine(settings)
     try:

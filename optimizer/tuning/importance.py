@@ -91,11 +91,14 @@ def param_importances(
     if len(usable) > MAX_TRIALS:
         usable = sorted(usable, key=lambda t: t.number)
         usable = [usable[i * len(usable) // MAX_TRIALS] for i in range(MAX_TRIALS)]
+    # The penalty reads only the lowest and highest complete loss: passed those two, not
+    # every loss once per diverged trial (O(diverged x complete) at thousands of trials).
+    extremes = (min(complete), max(complete))
     frozen = []
     for t in usable:
         value = t.value
         if value is None or not math.isfinite(value):
-            value = divergence_penalty(complete, diverged_at_step=t.diverged_at_step, steps=steps)
+            value = divergence_penalty(extremes, diverged_at_step=t.diverged_at_step, steps=steps)
         params = {name: float(t.params[name]) for name in distributions}
         frozen.append(create_trial(params=params, distributions=distributions, value=value))
     study = optuna.create_study(direction="minimize")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from service import jobs
 from service.api.responses import AUTHENTICATED, errors
@@ -50,13 +50,13 @@ def list_trial_columns(
     session: SessionDep,
     after: Annotated[int, Query(ge=-1, le=10_000_000, description="trial number")] = -1,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
-) -> TrialColumnsOut:
+) -> Response:
     """The job's trials numbered above `after`, as columns and without their reports: what a
     table or a plot of thousands of trials needs, in about 150 bytes a trial."""
     cols = trial_columns(
         session, principal.tenant_id, jobs.parse_job_id(job_id), after=after, limit=limit
     )
-    return TrialColumnsOut(
+    out = TrialColumnsOut(
         number=cols.number,
         state=[TrialState(s) for s in cols.state],
         source=[TrialSource(s) for s in cols.source],
@@ -70,6 +70,9 @@ def list_trial_columns(
         errors={str(n): e for n, e in cols.errors.items()},
         next_after=cols.next_after,
     )
+    # Serialized here, once: returned as a model, it would be dumped, validated again against
+    # the response model and encoded (about half the time of a 5,000-trial page).
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 @router.get(

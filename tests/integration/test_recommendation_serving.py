@@ -9,6 +9,8 @@ module-level function the cache calls. Runs on SQLite and Postgres.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 import uuid
@@ -26,6 +28,7 @@ from service import job_recommendation
 from service.db.models import KeyScope, Trial
 from service.job_recommendation import USED_STATES, trial_record
 from service.recommendation_cache import RecommendationCache
+from service.recommendation_fitter import RecommendationFitter
 from tests.support.api import run_trials
 from tests.support.databases import KeyFactory
 
@@ -207,3 +210,60 @@ def test_no_servable_answer_while_a_slow_fit_runs_is_a_409_computing(
     r = _get(client, job)
     assert r.status_code == 200 and r.json()["status"] == "final", r.text
     assert fit.calls == 1
+
+
+@pytest.fixture
+def child_fitter(cache: RecommendationCache) -> Iterator[RecommendationFitter]:
+    """The cache fits in a child process, as under ``acprop-tuner serve``."""
+    in_thread, fitter = cache.fitter, RecommendationFitter(in_child=True, max_workers=1)
+    cache.fitter = fitter
+    yield fitter
+    cache.fitter = in_thread
+    fitter.close()
+
+
+def test_a_fit_in_a_child_process_is_the_fit_on_all_trials(
+    client: TestClient, app: FastAPI, job: dict[str, Any], child_fitter: RecommendationFitter
+) -> None:
+    run_trials(client, job["worker"], 100)  # the job ends: its final answer is fitted
+    r = _get(client, job)
+    assert r.status_code == 200, r.text
+    final = r.json()
+    assert final["status"] == "final" and final["freshness"]["current"]
+    assert child_fitter.last_pid is not None and child_fitter.last_pid != os.getpid()
+    with app.state.session_factory() as session:
+        rows = session.scalars(
+            select(Trial).where(Trial.job_id == uuid.UUID(job["id"]), Trial.state.in_(USED_STATES))
+        ).all()
+        expected = recommend([trial_record(t) for t in rows], status="final").to_dict()
+    for key in ("learning_rate", "eps_root", "lr_interval", "evidence", "risk"):
+        assert final[key] == expected[key], key
+
+
+def test_a_killed_fitting_process_fails_one_fit_and_the_next_starts_a_fresh_one(
+    client: TestClient, job: dict[str, Any], child_fitter: RecommendationFitter
+) -> None:
+    run_trials(client, job["worker"], 3)  # 23 finished: a refit in the child
+    _until(lambda: _get(client, job).json()["freshness"]["current"], "the first child fit")
+    first_child = child_fitter.last_pid
+    assert first_child is not None and first_child != os.getpid()
+    os.kill(first_child, signal.SIGKILL)
+    _until(lambda: not _alive(first_child), "the child to die")
+
+    run_trials(client, job["worker"], 100)  # the job ends: its final fit meets a dead pool
+    r = _get(client, job)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == "recommendation_failed"
+    assert "died" in r.json()["detail"]
+    r = _get(client, job)  # the next request fits again, in a fresh child
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "final"
+    assert child_fitter.last_pid not in (None, first_child, os.getpid())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

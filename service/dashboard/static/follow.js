@@ -1,8 +1,9 @@
 // Following the selected job: one `refresh` per poll reads the job, then only what changed
 // (tracker.js), then the panels that depend on it: curves (only those of trials not held
-// yet or still running), importance and the workers (every poll while the job runs, beside
-// the job itself; once it has ended, the importance only while the server still computes
-// it, and the workers every fifth poll). The recommendation is
+// yet or still running; asked before the charts are drawn), importance and the workers
+// (while the job runs, beside the job itself, at most every `SIDE_EVERY_MS`; once it has
+// ended, the importance only while the server still computes it, and the workers every
+// fifth poll). The recommendation is
 // asked beside the poll, never in its way: on a large job the server may take minutes to fit
 // it, and the page keeps updating meanwhile.
 //
@@ -22,7 +23,16 @@ function nextFrame() {
   return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
 }
 
+/** After the tasks already queued (a request just made is sent then). */
+function nextTask() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 const WORKERS_EVERY_ENDED = 5; // polls between reads of the workers once the job has ended
+// While the job runs, the workers and the importance are read at most this often (ms): the
+// importance is recomputed by the server at most every few seconds anyway, and each request
+// beside the job's own costs the server time that the trials' update waits for.
+const SIDE_EVERY_MS = 6000;
 const ACTIVE = ["queued", "running"];
 
 export class JobFollower {
@@ -47,6 +57,7 @@ export class JobFollower {
     this.impKey = null;
     this.impComputing = false;
     this.status = null; // as last read
+    this.sideAt = -Infinity; // when the workers and the importance were last read while it ran
   }
 
   close() {
@@ -66,7 +77,8 @@ export class JobFollower {
     // (And on the first poll, which needs every trial whatever the job's state.)
     const ahead = running || !this.drawn ? this.tracker.readAhead(signal) : null;
     const panels = [];
-    if (running) {
+    if (running && started - this.sideAt >= SIDE_EVERY_MS) {
+      this.sideAt = started;
       panels.push(this.refreshWorkers());
       if (this.view.tuned().length >= 2) panels.push(this.refreshImportance());
     }
@@ -95,10 +107,19 @@ export class JobFollower {
     if (this.closed) return job;
     if (changed || first) {
       const numbers = this.tracker.takeChanged();
+      // The curves and the importance are asked for before the charts are drawn, so that the
+      // server answers them while the page draws (thousands of nodes on a first render).
+      const curves = this.fetchCurves(this.tracker.trials);
+      if (importance && first) panels.push(this.refreshImportance());
+      if (first) await nextTask(); // (the browser sends them once this task yields)
+      if (this.closed) return job;
       this.view.setTrials(this.tracker.trials, this.tracker.byNumber, first ? null : numbers);
-      panels.push(this.refreshCurves());
+      panels.push(
+        curves.then((list) => {
+          if (!this.closed) this.view.setCurves(list);
+        }),
+      );
     }
-    if (importance && first) panels.push(this.refreshImportance());
     await Promise.all(panels);
     if (this.closed) return job;
     if (first || changed) await nextFrame(); // the marks include drawing it on the screen
@@ -114,9 +135,14 @@ export class JobFollower {
   }
 
   async refreshCurves() {
-    const numbers = this.view.curveNumbers();
-    const curves = await this.curves.get(numbers, this.tracker.byNumber, { signal: this.abort.signal });
+    const curves = await this.fetchCurves(this.view.trials);
     if (!this.closed) this.view.setCurves(curves);
+  }
+
+  /** The curves the chart should show for `trials` (those not held yet are fetched). */
+  fetchCurves(trials) {
+    const numbers = this.view.curveNumbers(trials);
+    return this.curves.get(numbers, this.tracker.byNumber, { signal: this.abort.signal });
   }
 
   async refreshImportance() {

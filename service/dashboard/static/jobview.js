@@ -172,9 +172,10 @@ export class JobView {
     this.table.update(trials, this.tuned(), this.pinned);
   }
 
-  /** The trial numbers whose curves the chart should show now. */
-  curveNumbers() {
-    return chooseCurves(this.trials, this.pinned);
+  /** The trial numbers whose curves the chart should show for `trials` (default: the
+   * view's). */
+  curveNumbers(trials = this.trials) {
+    return chooseCurves(trials, this.pinned);
   }
 
   setCurves(curves) {

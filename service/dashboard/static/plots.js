@@ -15,6 +15,19 @@ import { h, s } from "./dom.js";
 import { loss, num } from "./format.js";
 
 const BAND_Y = 24; // the "diverged" strip above the plot area
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** One trial's node, made directly: the charts make one per trial (10,000 at 5,000 trials),
+ * and dom.js's general `s()` costs several times the DOM's own work per node. */
+function node(tag, attrs, number) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const name in attrs) {
+    const value = attrs[name];
+    if (value !== null && value !== undefined) el.setAttribute(name, value);
+  }
+  el.setAttribute("data-trial", number);
+  return el;
+}
 
 function finiteLoss(t) {
   return (t.state === "complete" || t.state === "pruned") && Number.isFinite(t.value);
@@ -136,23 +149,22 @@ export class ScatterChart extends PointChart {
   point(t, { x, y, colour, inX }) {
     if (!inX(t.params.learning_rate)) return null;
     if (t.state === "diverged") {
-      return s("path", {
+      return node("path", {
         class: "div-mark",
         d: "M-4,-4L4,4M-4,4L4,-4",
         transform: `translate(${x(t.params.learning_rate).toFixed(1)} ${BAND_Y})`,
-        dataset: { trial: t.number },
-      });
+      }, t.number);
     }
     if (!finiteLoss(t)) return null;
-    const fill = colour(t.params.eps_root);
-    return s("circle", {
-      class: ["pt", t.state === "pruned" && "pruned", !fill && t.state !== "pruned" && "plain"],
+    const pruned = t.state === "pruned";
+    const fill = pruned ? null : colour(t.params.eps_root);
+    return node("circle", {
+      class: pruned ? "pt pruned" : fill ? "pt" : "pt plain",
       cx: x(t.params.learning_rate).toFixed(1),
       cy: y(t.value).toFixed(1),
       r: 4.5,
-      fill: t.state === "pruned" ? null : fill,
-      dataset: { trial: t.number },
-    });
+      fill,
+    }, t.number);
   }
 
   describe(t, { tuned }) {
@@ -217,12 +229,29 @@ export class BestChart extends PointChart {
     }), ...divergedBand(BOX));
   }
 
-  point(t, { x, y }) {
-    if (isComplete(t)) {
-      return s("circle", { class: "pt-faint", cx: x(t.number).toFixed(1), cy: y(t.value).toFixed(1), r: 3, dataset: { trial: t.number } });
-    }
+  // The complete trials' faint dots are one path (overlay), not a node each: with the
+  // scatter's, 10,000 nodes to style, lay out and paint at every frame of a 5,000-trial job.
+  point(t, { x }) {
     if (t.state !== "diverged") return null;
-    return s("line", { class: "div-tick", x1: x(t.number), x2: x(t.number), y1: BAND_Y - 6, y2: BAND_Y + 6, dataset: { trial: t.number } });
+    return node("line", { class: "div-tick", x1: x(t.number), x2: x(t.number), y1: BAND_Y - 6, y2: BAND_Y + 6 }, t.number);
+  }
+
+  /** Names, in the dots' tooltip, the complete trial nearest the pointer's trial number. */
+  _nearest(path, event, x) {
+    const ctm = this.svg.getScreenCTM();
+    if (!ctm) return;
+    const px = new DOMPoint(event.clientX, event.clientY).matrixTransform(ctm.inverse()).x;
+    const [d0, d1] = x.domain;
+    const guess = Math.round(d0 + ((px - x(d0)) / (x(d1) - x(d0))) * (d1 - d0));
+    for (let k = 0; k < 50; k += 1) {
+      for (const n of [guess - k, guess + k]) {
+        const t = this.byNumber?.get(n);
+        if (t && isComplete(t)) {
+          path.firstChild.textContent = this.describe(t);
+          return;
+        }
+      }
+    }
   }
 
   describe(t) {
@@ -233,9 +262,11 @@ export class BestChart extends PointChart {
     let best = null;
     let last = -1;
     let d = "";
+    let dots = "";
     for (const t of trials) {
       if (!isComplete(t)) continue;
       last = t.number;
+      dots += `M${x(t.number).toFixed(1)} ${y(t.value).toFixed(1)}h0`;
       if (best === null || t.value < best.value) {
         best = t;
         const px = x(t.number).toFixed(1);
@@ -245,7 +276,10 @@ export class BestChart extends PointChart {
     }
     if (!best) return { over: [emptyNote(BOX, "no complete trial yet")] };
     d += `H${x(last).toFixed(1)}`;
+    const faint = s("path", { class: "pt-faint", d: dots }, s("title", {}, "complete trials"));
+    faint.addEventListener("mousemove", (event) => this._nearest(faint, event, x));
     return {
+      under: [faint],
       over: [
         s("path", { class: "best-line", d }),
         s("circle", { class: "best-pt", cx: x(best.number), cy: y(best.value), r: 5 }, s("title", {}, `Best: trial ${best.number} · loss ${loss(best.value)}`)),
