@@ -36,7 +36,8 @@ def _trial_outcome(
     lr = config["learning_rate"]
     base = 0.12 + 0.09 * math.log10(lr / 2e-3) ** 2 + 0.6 * (config.get("b1", 0.9) - 0.9) ** 2
     over = math.log10(lr / _edge(config))
-    finals, diverged = [], []
+    finals: list[float] = []
+    diverged: list[int | None] = []
     for _ in seeds:
         finals.append(base * (1 + 0.04 * rng.gauss(0, 1)))
         if over + 0.1 * rng.gauss(0, 1) > 0:

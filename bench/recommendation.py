@@ -35,15 +35,15 @@ the tasks for a quick run; ``BENCH_RECOMMENDATION_RUNS`` the sampler seeds per t
 
 from __future__ import annotations
 
-import gc
 import math
+import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-import jax
 import numpy as np
 import optuna
 
@@ -397,6 +397,12 @@ def _split_summary(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _task_by_name(name: str, n_runs: int) -> dict[str, Any]:
+    """``_task`` for the suite task ``name`` (in a child process)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return _task(suite_tasks(names=[name])[0], n_runs)
+
+
 def run() -> dict[str, Any]:
     """Runs the suite (or the tasks the environment names) and summarises per split."""
     names = os.environ.get("BENCH_RECOMMENDATION_TASKS")
@@ -404,14 +410,15 @@ def run() -> dict[str, Any]:
     n_runs = int(os.environ.get("BENCH_RECOMMENDATION_RUNS") or DEFAULT_RUNS)
     chosen = suite_tasks(split=split, names=names.split(",") if names else None)
     tasks = []
-    for t in chosen:
-        tasks.append(_task(t, n_runs))
-        print(f"  {t.name}: {tasks[-1]['wall_s']:.0f} s", file=sys.stderr, flush=True)
-        # Each task compiles its own programs; without this, the whole suite's compiled code
-        # stays mapped and XLA's compiler runs out of memory mappings after about half of it
-        # (vm.max_map_count 65,530: "LLVM compilation error: Cannot allocate memory").
-        jax.clear_caches()
-        gc.collect()
+    # Each task in a fresh child process: in one process the suite's compiled code stays
+    # mapped (jax.clear_caches() does not unmap it) and XLA's compiler runs out of memory
+    # mappings after about half of the suite (vm.max_map_count 65,530: "LLVM compilation
+    # error: Cannot allocate memory", then a segfault).
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn, max_tasks_per_child=1) as pool:
+        for t in chosen:
+            tasks.append(pool.submit(_task_by_name, t.name, n_runs).result())
+            print(f"  {t.name}: {tasks[-1]['wall_s']:.0f} s", file=sys.stderr, flush=True)
     splits = {s: _split_summary([t for t in tasks if t["split"] == s]) for s in SPLITS}
     summary = {
         "n_tasks": len(tasks),
