@@ -65,12 +65,13 @@ class RecommendationFitter:
         return answer
 
     def close(self) -> None:
-        """Stops the children (a fit under way is abandoned)."""
+        """Stops the children: queued fits are cancelled, a fit under way (seconds) ends
+        first, so the pool's processes and semaphores are gone when the server exits."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
