@@ -2,8 +2,8 @@
 (optimizer/recommendation/_threads.py), also when fits overlap or one raises.
 
 Each case runs in a fresh interpreter, as the API server runs its fits: in threads other than
-the main one, with BLAS at its default thread count (2 on the 2-core machines of CI; a limit
-of 1 is not observable where BLAS already runs 1). A fresh process matters: once a process's
+the main one, with BLAS started at 2 threads (``OPENBLAS_NUM_THREADS=2``, so that a limit of 1
+is observable on any machine). A fresh process matters: once a process's
 main thread has set OpenBLAS's thread count itself, OpenBLAS ignores counts set from other
 threads, so the result would depend on what earlier tests did in the same process.
 """
@@ -11,12 +11,11 @@ threads, so the result would depend on what earlier tests did in the same proces
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,9 +42,11 @@ def in_thread(fn):
 
 def _run(body: str) -> dict:  # type: ignore[type-arg]
     script = PRELUDE + textwrap.dedent(body)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -53,8 +54,7 @@ def _run(body: str) -> dict:  # type: ignore[type-arg]
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict = json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[type-arg]
-    if min(result["before"], default=0) < 2:
-        pytest.skip(f"BLAS runs {result['before']} thread(s) here: a limit of 1 is not observable")
+    assert result["before"] and set(result["before"]) == {2}, result["before"]
     return result
 
 
