@@ -45,6 +45,9 @@ class Evidence:
     n_seeds_missing: int
     tuned: tuple[str, ...]
     trials_used: tuple[int, ...] = field(repr=False)
+    #: The trials the loss model was fitted on (all the used ones up to 400; above, a
+    #: bounded subset: docs/recommendation.md, "At scale"); None from older servers.
+    n_trials_fitted: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ class Recommendation:
                 n_seeds_missing=v.get("n_seeds_missing", 0),
                 tuned=tuple(v["tuned"]),
                 trials_used=tuple(v.get("trials_used", ())),
+                n_trials_fitted=v.get("n_trials_fitted"),
             ),
             margin=float(data["margin"]),
             tolerance=float(data["tolerance"]),
