@@ -143,11 +143,12 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
     )
     app.state.metrics = Metrics()
     recommendations = RecommendationCache(
-        app.state.session_factory,
+        RecommendationFitter(
+            app.state.session_factory, settings, in_child=settings.recommendation_fit_process
+        ),
         wait_s=settings.recommendation_wait_s,
         max_lag_s=settings.recommendation_max_lag_s,
         on_fit=app.state.metrics.recommendation_fits.inc,
-        fitter=RecommendationFitter(in_child=settings.recommendation_fit_process),
     )
     app.state.recommendations = recommendations
 

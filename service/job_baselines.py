@@ -26,7 +26,15 @@ from optimizer.recommendation import Recommendation
 from optimizer.recommendation.baselines import SeedRun, compare, comparison_line
 from service.db.models import BaselineKind, BaselineRun
 
-__all__ = ["BaselineStatus", "baseline_statuses", "label_of", "same_config", "with_baselines"]
+__all__ = [
+    "BaselineStatus",
+    "baseline_runs",
+    "baseline_statuses",
+    "beside",
+    "label_of",
+    "same_config",
+    "with_baselines",
+]
 
 R = TypeVar("R", bound=Recommendation)
 
@@ -83,8 +91,18 @@ def _runs(session: Session, job_ids: Sequence[uuid.UUID]) -> list[BaselineRun]:
 def with_baselines(session: Session, job_id: uuid.UUID, rec: R) -> R:
     """``rec`` with the job's baselines beside it, on the same seeds (unchanged for a job
     without baselines). Ends its read."""
-    runs = _runs(session, [job_id])
+    runs = baseline_runs(session, job_id)
     session.rollback()
+    return beside(rec, runs)
+
+
+def baseline_runs(session: Session, job_id: uuid.UUID) -> list[BaselineRun]:
+    """The job's baseline runs (its check among them), for :func:`beside`."""
+    return _runs(session, [job_id])
+
+
+def beside(rec: R, runs: Sequence[BaselineRun]) -> R:
+    """``rec`` with the baseline ``runs`` of its job beside it (unchanged without any)."""
     if not runs:
         return rec
     check = next((r for r in runs if r.kind == BaselineKind.CHECK.value), None)

@@ -16,20 +16,34 @@ the background instead (service/recommendation_cache.py), through :func:`fit`.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from optimizer.recommendation import NotEnoughEvidence, Recommendation, TrialOutcome, recommend
 from optimizer.tuning.outcome import TrialResult
 from optimizer.versions import summarise as summarise_versions
-from service.db.models import Job, JobStatus, Trial, TrialSource, TrialState
+from service.db.models import BaselineRun, Job, JobStatus, Trial, TrialSource, TrialState
 from service.errors import Conflict, NotFound
 
-__all__ = ["USED_STATES", "fit", "job_recommendation", "owned_job", "status_of", "trial_record"]
+__all__ = [
+    "USED_STATES",
+    "JobFit",
+    "Revision",
+    "fit",
+    "job_recommendation",
+    "owned_job",
+    "owned_revision",
+    "read_and_fit",
+    "read_revision",
+    "status_of",
+    "trial_record",
+]
 
 USED_STATES = (TrialState.COMPLETE.value, TrialState.DIVERGED.value)
 
@@ -92,7 +106,11 @@ def owned_job(session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID) 
 
 def status_of(job: Job) -> str:
     """``provisional`` while the job runs, ``final`` once it has ended."""
-    return "provisional" if job.status in JobStatus.active() else "final"
+    return _answer_status(job.status)
+
+
+def _answer_status(job_status: str) -> str:
+    return "provisional" if job_status in JobStatus.active() else "final"
 
 
 def job_recommendation(
@@ -108,3 +126,96 @@ def job_recommendation(
     )
     session.rollback()  # nothing to write; end the read before the fit
     return fit(trials, job_id, n_trials, status)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """What a job's answer depends on: whether the job still runs, how many trials finished
+    with a result, and when the last of them finished."""
+
+    status: str
+    n_used: int
+    last_finished: datetime | None
+
+
+def _revision_query(job_id: uuid.UUID) -> Select[str, int, datetime | None]:
+    used = and_(Trial.job_id == job_id, Trial.state.in_(USED_STATES))
+    return (
+        select(Job.status, func.count(Trial.id), func.max(Trial.finished_at))
+        .select_from(Job)
+        .outerjoin(Trial, used)
+        .where(Job.id == job_id)
+        .group_by(Job.id, Job.status)
+    )
+
+
+def _revision(status: str, n_used: int | None, last: datetime | None) -> Revision:
+    return Revision(_answer_status(status), int(n_used or 0), last)
+
+
+def read_revision(session: Session, job_id: uuid.UUID) -> Revision | None:
+    """The job's revision now (one query); None when there is no such job."""
+    row = session.execute(_revision_query(job_id)).one_or_none()
+    if row is None:
+        return None
+    status, n_used, last = row
+    return _revision(status, n_used, last)
+
+
+def owned_revision(
+    session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
+) -> tuple[Revision, int]:
+    """The revision of a job the caller owns (``tenant_id`` None: any job) and how many
+    baseline runs it has, in one query (a request's whole read while the answer is
+    cached); 404 otherwise."""
+    n_runs = (
+        select(func.count(BaselineRun.id)).where(BaselineRun.job_id == job_id).scalar_subquery()
+    )
+    query = _revision_query(job_id).add_columns(n_runs)
+    if tenant_id is not None:
+        query = query.where(Job.tenant_id == tenant_id)
+    row = session.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(f"no job {job_id}")
+    status, n_used, last, runs = row
+    return _revision(status, n_used, last), int(runs or 0)
+
+
+@dataclass(frozen=True)
+class JobFit:
+    """One read of a job's finished trials and the fit on them: the answer, or the reason
+    the evidence supports none (a 409's detail)."""
+
+    revision: Revision
+    read_at: float  # time.monotonic() when the trials were read
+    answer: Recommendation | None
+    reason: str | None
+    seconds: float  # the fit's time
+
+
+def read_and_fit(session: Session, job_id: uuid.UUID) -> JobFit | None:
+    """Read the job's finished trials and fit them (:func:`fit`); None when the job is gone.
+    The unit of work of the API's background fits (service/recommendation_fitter.py runs it
+    in a thread or a child process)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        session.rollback()
+        return None
+    read_at = time.monotonic()
+    trials = list(
+        session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.state.in_(USED_STATES)))
+    )
+    revision = Revision(
+        status_of(job),
+        len(trials),
+        max((t.finished_at for t in trials if t.finished_at is not None), default=None),
+    )
+    n_trials = job.n_trials
+    session.expunge_all()  # keep what was read; a rollback would expire it
+    session.rollback()
+    started = time.monotonic()
+    try:
+        answer = fit(trials, job_id, n_trials, revision.status)
+    except Conflict as exc:  # the evidence supports none yet
+        return JobFit(revision, read_at, None, str(exc.detail), time.monotonic() - started)
+    return JobFit(revision, read_at, answer, None, time.monotonic() - started)

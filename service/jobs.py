@@ -12,6 +12,7 @@ our write transactions is open: on SQLite the two would wait on each other's loc
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -21,8 +22,14 @@ from sqlalchemy.orm import Session
 from optimizer.recommendation import Recommendation
 from service.db.models import Job, JobStatus, Trial, TrialReport, TrialState
 from service.errors import NotFound
-from service.job_baselines import BaselineStatus, baseline_statuses, with_baselines
-from service.job_recommendation import job_recommendation
+from service.job_baselines import (
+    BaselineStatus,
+    baseline_runs,
+    baseline_statuses,
+    beside,
+    with_baselines,
+)
+from service.job_recommendation import job_recommendation, owned_revision
 from service.job_status import transition
 from service.recommendation_cache import RecommendationCache
 from service.recommendation_schemas import RecommendationOut
@@ -200,5 +207,11 @@ def serve_recommendation(
     job_id: uuid.UUID,
 ) -> RecommendationOut:
     """The API's answer: fitted in the background, with its freshness (see
-    :mod:`service.recommendation_cache`), and the job's baselines beside it."""
-    return with_baselines(session, job_id, recommendations.answer(session, tenant_id, job_id))
+    :mod:`service.recommendation_cache`), and the job's baselines beside it. One read while
+    the answer is current: the job's revision (and ownership: 404), then its baseline runs
+    only when it has some."""
+    asked = time.monotonic()
+    revision, n_runs = owned_revision(session, tenant_id, job_id)
+    runs = baseline_runs(session, job_id) if n_runs else []
+    session.rollback()
+    return beside(recommendations.answer(job_id, revision, asked), runs)

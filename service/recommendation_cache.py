@@ -3,8 +3,8 @@ request path.
 
 A job's *revision* is what its answer depends on: whether it still runs (``provisional``) or
 has ended (``final``), how many trials finished with a result (complete or diverged), and
-when the last of them finished. A request reads the revision (one aggregate query) and
-answers from the last fit of the job:
+when the last of them finished. A request reads the revision (with the job's ownership, one
+query: job_recommendation.owned_revision) and answers from the last fit of the job:
 
 - fitted on this revision: that answer (or the 409 with the reason while the evidence
   supports none), ``freshness.current``;
@@ -35,20 +35,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from optimizer.recommendation import Recommendation
-from service import job_recommendation
-from service.db.models import Job, Trial
 from service.errors import Conflict
-from service.job_recommendation import USED_STATES, owned_job, status_of
+from service.job_recommendation import Revision, read_revision
 from service.recommendation_fitter import RecommendationFitter
 from service.recommendation_schemas import Freshness, RecommendationOut
 
-__all__ = ["RecommendationCache", "RecommendationComputing", "RecommendationFailed", "Revision"]
+__all__ = ["RecommendationCache", "RecommendationComputing", "RecommendationFailed"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +59,6 @@ class RecommendationFailed(Conflict):
     """409: the fit failed (logged); the next request fits again."""
 
     error = "recommendation_failed"
-
-
-@dataclass(frozen=True)
-class Revision:
-    """What a job's answer depends on."""
-
-    status: str
-    n_used: int
-    last_finished: datetime | None
 
 
 @dataclass(frozen=True)
@@ -94,30 +79,20 @@ class _JobFits:
     last_failure: str = ""
 
 
-def read_revision(session: Session, job: Job) -> Revision:
-    n_used, last = session.execute(
-        select(func.count(), func.max(Trial.finished_at)).where(
-            Trial.job_id == job.id, Trial.state.in_(USED_STATES)
-        )
-    ).one()
-    return Revision(status_of(job), int(n_used or 0), last)
-
-
 class RecommendationCache:
     """Answers per job, fitted in background threads (at most ``max_fits`` at once)."""
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        fitter: RecommendationFitter,
         *,
         wait_s: float,
         max_lag_s: float,
         max_jobs: int = 256,
         max_fits: int = 2,
         on_fit: Callable[[], object] = lambda: None,
-        fitter: RecommendationFitter | None = None,
     ) -> None:
-        self._sessions = sessions
+        self.fitter = fitter
         self.wait_s = wait_s
         self.max_lag_s = max_lag_s
         self._max_jobs = max_jobs
@@ -127,7 +102,6 @@ class RecommendationCache:
         self._fit_slots = threading.BoundedSemaphore(max_fits)
         self._closed = False
         self._on_fit = on_fit
-        self.fitter = fitter or RecommendationFitter(in_child=False)
         #: Fits run so far (a fit that found the evidence too thin included).
         self.fits = 0
 
@@ -137,14 +111,9 @@ class RecommendationCache:
             self._closed = True
         self.fitter.close()
 
-    def answer(
-        self, session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID
-    ) -> RecommendationOut:
-        """The job's answer as described above; 404 for a job the caller does not own."""
-        asked = time.monotonic()
-        job = owned_job(session, tenant_id, job_id)
-        revision = read_revision(session, job)
-        session.rollback()
+    def answer(self, job_id: uuid.UUID, revision: Revision, asked: float) -> RecommendationOut:
+        """The job's answer as described above, for its ``revision`` read by the caller
+        (job_recommendation.owned_revision) at ``asked`` (time.monotonic())."""
         with self._lock:
             fits = self._state(job_id)
             failures = fits.failures
@@ -260,47 +229,31 @@ class RecommendationCache:
                 return
 
     def _fit_once(self, job_id: uuid.UUID, fits: _JobFits) -> None:
-        with self._sessions() as session:
-            job = session.get(Job, job_id)
-            if job is None:  # deleted meanwhile
-                return
+        with self.fitter.sessions() as session:
             read_at = time.monotonic()
-            trials = list(
-                session.scalars(
-                    select(Trial).where(Trial.job_id == job_id, Trial.state.in_(USED_STATES))
-                )
-            )
-            revision = Revision(
-                status_of(job),
-                len(trials),
-                max((t.finished_at for t in trials if t.finished_at is not None), default=None),
-            )
-            n_trials = job.n_trials
-            session.expunge_all()  # keep what was read; a rollback would expire it
+            revision = read_revision(session, job_id)
             session.rollback()
+        if revision is None:  # the job was deleted meanwhile
+            return
         with self._lock:
             if fits.fitted is not None and fits.fitted.revision == revision:
                 fits.fitted = replace(fits.fitted, read_at=read_at)  # nothing new: no fit
                 return
+        result = self.fitter.fit_job(job_id)  # reads the trials again: as new, or newer
+        if result is None:  # the job was deleted meanwhile
+            return
+        with self._lock:
             self.fits += 1
         self._on_fit()
-        started = time.monotonic()
-        answer, reason = None, None
-        try:
-            answer = job_recommendation.fit(
-                trials, job_id, n_trials, revision.status, self.fitter.fit
-            )
-        except Conflict as exc:  # the evidence supports none yet
-            reason = str(exc.detail)
         logger.info(
             "fitted the %s recommendation of job %s on %d trials in %.2f s",
-            revision.status,
+            result.revision.status,
             job_id,
-            revision.n_used,
-            time.monotonic() - started,
+            result.revision.n_used,
+            result.seconds,
         )
         with self._lock:
-            fits.fitted = _Fitted(revision, answer, reason, read_at)
+            fits.fitted = _Fitted(result.revision, result.answer, result.reason, result.read_at)
 
 
 def _fresh(fitted: _Fitted | None, revision: Revision, asked: float) -> bool:

@@ -1,12 +1,15 @@
-"""Where the API server runs a recommendation's fit: in the request's own process, or in a
-child process so that a fit never holds the server's interpreter lock.
+"""Where the API server reads a job's finished trials and fits its recommendation: in a
+thread of its own process, or in a child process so that neither holds the server's
+interpreter lock.
 
 A fit of a few thousand trials is about a second of numpy and scipy, much of it Python
-(the optimiser's loop, the candidate grid): in a thread of the API process it holds the
-GIL for most of that second, so every request that arrives meanwhile waits, and a dashboard
-that polls while workers report sees its latency jump (bench/recommendation_serving.py).
-``acprop-tuner serve`` therefore fits in child processes (``spawn``: no fork of a threaded
-server; the children import numpy, scipy and optimizer.recommendation only, never jax); an
+(the optimiser's loop, the candidate grid), and loading those trials as ORM rows and
+records is another few hundred milliseconds of Python: in a thread of the API process both
+hold the GIL, so every request that arrives meanwhile waits, and a dashboard that polls
+while workers report sees its latency jump (bench/recommendation_serving.py).
+``acprop-tuner serve`` therefore reads and fits in child processes (``spawn``: no fork of a
+threaded server; each child opens its own connection to the database, and imports numpy,
+scipy, SQLAlchemy and optimizer.recommendation, never jax); an
 app built in another process (the tests, `acprop-tuner tune`'s in-process server, whose
 user script a spawned child would import again) fits in the calling thread unless told
 otherwise (``ACPROP_TUNER_RECOMMENDATION_FIT_PROCESS``).
@@ -21,27 +24,61 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Sequence
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from optimizer.recommendation import Recommendation, TrialOutcome, recommend
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service import job_recommendation
+from service.db.engine import create_db_engine
+from service.db.session import create_session_factory
+from service.job_recommendation import JobFit
+from service.settings import Settings
 
 __all__ = ["RecommendationFitter"]
 
 logger = logging.getLogger(__name__)
 
+# A child's own connection to the database (set by _start_child).
+_child_engine: Engine | None = None
+_child_sessions: sessionmaker[Session] | None = None
 
-def _fit(records: Sequence[TrialOutcome], status: str) -> tuple[int, Recommendation]:
-    """The fit, and the process that ran it."""
-    return os.getpid(), recommend(records, status=status)  # type: ignore[arg-type]
+
+def _start_child(settings: Settings) -> None:
+    global _child_engine, _child_sessions
+    _child_engine = create_db_engine(settings.model_copy(update={"db_pool_size": 1}))
+    _child_sessions = create_session_factory(_child_engine)
+
+
+def _read_and_fit(sessions: sessionmaker[Session], job_id: uuid.UUID) -> tuple[int, JobFit | None]:
+    """The job's read and fit (job_recommendation.read_and_fit), and the process that ran it."""
+    with sessions() as session:
+        return os.getpid(), job_recommendation.read_and_fit(session, job_id)
+
+
+def _in_child(job_id: uuid.UUID) -> tuple[int, JobFit | None]:
+    assert _child_sessions is not None, "the child was started without its database"
+    return _read_and_fit(_child_sessions, job_id)
 
 
 class RecommendationFitter:
-    """Runs ``recommend`` here, or (``in_child``) in up to ``max_workers`` children."""
+    """Reads a job's finished trials and fits them, here (on ``sessions``) or
+    (``in_child``) in up to ``max_workers`` children, each with its own connection to the
+    database of ``settings``: the server's process then neither loads the trials nor fits."""
 
-    def __init__(self, *, in_child: bool, max_workers: int = 2) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        *,
+        in_child: bool,
+        max_workers: int = 2,
+    ) -> None:
         self.in_child = in_child
+        self.sessions = sessions
+        self._settings = settings
         self._max_workers = max_workers
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -49,20 +86,20 @@ class RecommendationFitter:
         #: The process that ran the last fit (for tests and logs).
         self.last_pid: int | None = None
 
-    def fit(self, records: Sequence[TrialOutcome], status: str) -> Recommendation:
-        """The recommendation; raises what ``recommend`` raises (NotEnoughEvidence...),
-        or RuntimeError when the child running it died."""
+    def fit_job(self, job_id: uuid.UUID) -> JobFit | None:
+        """The job's finished trials read and fitted (None when the job is gone); raises what
+        the fit raises, or RuntimeError when the child running it died."""
         if not self.in_child:
-            pid, answer = _fit(records, status)
+            pid, result = _read_and_fit(self.sessions, job_id)
         else:
             pool = self._get_pool()
             try:
-                pid, answer = pool.submit(_fit, list(records), status).result()
+                pid, result = pool.submit(_in_child, job_id).result()
             except BrokenProcessPool:
                 self._drop_pool(pool)
                 raise RuntimeError("the process fitting the recommendation died") from None
         self.last_pid = pid
-        return answer
+        return result
 
     def close(self) -> None:
         """Stops the children: queued fits are cancelled, a fit under way (seconds) ends
@@ -81,6 +118,8 @@ class RecommendationFitter:
                 self._pool = ProcessPoolExecutor(
                     max_workers=self._max_workers,
                     mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_child,
+                    initargs=(self._settings,),
                 )
             return self._pool
 

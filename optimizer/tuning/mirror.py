@@ -101,6 +101,7 @@ class StudyMirror:
         self._pruner = pruner
         self._steps = steps
         self._snapshots: dict[int, TrialSnapshot] = {}
+        self._line_member: dict[int, bool] = {}  # trial id -> on the line (see _line_trials)
         self._reset()
 
     @classmethod
@@ -169,8 +170,9 @@ class StudyMirror:
         """
         asked: list[AskedTrial] = []
         on_line: list[float] = []  # log10 learning rates the line proposed in this call
+        line = self._line_trials()  # the rows do not change during the call
         for _ in range(n):
-            u = self._line_next(on_line, len(asked))
+            u = self._line_next(line, on_line, len(asked))
             if u is None:
                 trial = self._study.ask(self.space.distributions)
                 asked.append(AskedTrial(trial._trial_id, self.space.config(trial.params)))
@@ -186,12 +188,27 @@ class StudyMirror:
             on_line.append(u)
         return asked
 
-    def _line_next(self, proposed: list[float], n_asked: int) -> float | None:
-        """The line refinement's next ``log10`` learning rate, or None (the sampler asks)."""
+    def _line_trials(self) -> list[TrialSnapshot]:
+        """The rows on the line refinement's line (none without a line plan). Whether a
+        trial lies on it is decided once per trial: its settings never change."""
+        plan = self._line
+        if plan is None:
+            return []
+        known = self._line_member
+        for tid, snap in self._snapshots.items():
+            if tid not in known:
+                known[tid] = plan.on_line(snap.params)
+        return [snap for tid, snap in self._snapshots.items() if known[tid]]
+
+    def _line_next(
+        self, line: list[TrialSnapshot], proposed: list[float], n_asked: int
+    ) -> float | None:
+        """The line refinement's next ``log10`` learning rate, or None (the sampler asks);
+        ``line``: the rows on the line (:meth:`_line_trials`), ``proposed``: the rates this
+        call proposed so far, ``n_asked``: the trials this call asked so far."""
         plan = self._line
         if plan is None:
             return None
-        line = [s for s in self._snapshots.values() if plan.on_line(s.params)]
         n_line = len(line) + len(proposed)
         if n_line >= plan.share * (len(self._snapshots) + n_asked + 1) - 1e-9:
             return None

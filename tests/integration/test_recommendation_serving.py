@@ -213,9 +213,12 @@ def test_no_servable_answer_while_a_slow_fit_runs_is_a_409_computing(
 
 
 @pytest.fixture
-def child_fitter(cache: RecommendationCache) -> Iterator[RecommendationFitter]:
-    """The cache fits in a child process, as under ``acprop-tuner serve``."""
-    in_thread, fitter = cache.fitter, RecommendationFitter(in_child=True, max_workers=1)
+def child_fitter(app: FastAPI, cache: RecommendationCache) -> Iterator[RecommendationFitter]:
+    """The cache reads and fits in a child process, as under ``acprop-tuner serve``."""
+    in_thread = cache.fitter
+    fitter = RecommendationFitter(
+        app.state.session_factory, app.state.settings, in_child=True, max_workers=1
+    )
     cache.fitter = fitter
     yield fitter
     cache.fitter = in_thread
