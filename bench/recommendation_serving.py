@@ -255,9 +255,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"50 ms, then {w['after_end_s']:.0f} s more after the job ended. Requests never fit: "
         "the server fits in the background, once per change of the finished trials (one "
         "fit per job at a time, changes meanwhile coalesced), and serves the last answer with "
-        "how far it lags. `acprop-tuner serve` runs the fits in a child process "
-        "(service/recommendation_fitter.py), off the server's interpreter lock; the same server "
-        "with its fits in a thread is measured after it, in the same run.",
+        "how far it lags. `acprop-tuner serve` reads the job's trials and fits them in a "
+        "child process (service/recommendation_fitter.py), off the server's interpreter lock; "
+        "the same server with its reads and fits in a thread is measured after it, in the same "
+        "run.",
         "",
         "| | while workers report | after the job ended | target |",
         "|---|---:|---:|---:|",
@@ -275,9 +276,9 @@ def markdown(result: dict[str, Any]) -> str:
     t = result.get("fit_in_thread")
     if t:
         lines += [
-            f"| the same server with its fits in a thread: recommendation p95 | "
+            f"| the same server, reading and fitting in a thread: recommendation p95 | "
             f"{fmt(t['while_reporting']['p95'])} | {fmt(t['after_end']['p95'])} | |",
-            f"| the same server with its fits in a thread: job status p95 | "
+            f"| the same server, reading and fitting in a thread: job status p95 | "
             f"{fmt(t['job_status_while_reporting']['p95'])} | "
             f"{fmt(t['job_status_after_end']['p95'])} | |",
         ]

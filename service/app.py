@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if check_schema:
             await run_in_threadpool(check_at_head, engine)
+        recommendations.fitter.start()
         logger.info("acprop-tuner API on %s", settings.database_url_redacted())
         try:
             yield

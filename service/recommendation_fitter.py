@@ -58,6 +58,11 @@ def _read_and_fit(sessions: sessionmaker[Session], job_id: uuid.UUID) -> tuple[i
         return os.getpid(), job_recommendation.read_and_fit(session, job_id)
 
 
+def _started() -> int:
+    """Nothing: a child that ran it has imported the fit and opened its database."""
+    return os.getpid()
+
+
 def _in_child(job_id: uuid.UUID) -> tuple[int, JobFit | None]:
     assert _child_sessions is not None, "the child was started without its database"
     return _read_and_fit(_child_sessions, job_id)
@@ -100,6 +105,12 @@ class RecommendationFitter:
                 raise RuntimeError("the process fitting the recommendation died") from None
         self.last_pid = pid
         return result
+
+    def start(self) -> None:
+        """Start a child now (in the background), so that the first fit does not wait
+        seconds for its interpreter and imports; nothing when fitting here."""
+        if self.in_child:
+            self._get_pool().submit(_started)
 
     def close(self) -> None:
         """Stops the children: queued fits are cancelled, a fit under way (seconds) ends

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from optimizer.recommendation import recommend
 from service import job_recommendation
@@ -270,3 +270,27 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_current_answer_costs_the_key_and_one_query(
+    app: FastAPI, client: TestClient, job: dict[str, Any]
+) -> None:
+    """Each database round trip of a request waits for the server's interpreter lock again
+    while workers report; a current answer reads the key, then the job's ownership, revision
+    and number of baseline runs in one query (its baseline runs only when it has some)."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(app.state.engine, "before_cursor_execute", record)
+    try:
+        r = _get(client, job)
+    finally:
+        event.remove(app.state.engine, "before_cursor_execute", record)
+    assert r.status_code == 200, r.text
+    assert r.json()["freshness"]["current"]
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 2, reads
+    assert "acprop_api_keys" in reads[0], reads[0]
+    assert "acprop_baseline_runs" in reads[1] and "acprop_trials" in reads[1], reads[1]
