@@ -3,8 +3,9 @@
 A real server process (``acprop-tuner serve`` on Postgres, one BLAS thread as on a shared
 2-core machine) and a fleet of four synthetic workers (bench/_synthetic_fleet.py: the real
 worker protocol over HTTP, losses from a known model) that lease 50 trials at a time until
-5,000 of the job's trials have finished (then the job is cancelled: its last 3 are the
-confirmation stage's, which fits the recommendation in the lease path), while a client asks for the recommendation back to back
+the job's 5,000 trials have finished (its last 3 are the confirmation stage's, whose
+candidates are fitted in the lease path, in the server's fitting process), while a client
+asks for the recommendation back to back
 (``GET /api/v1/jobs/{id}/recommendation``, as a dashboard that polls). Measured: the latency
 of those requests while the workers report and after the job ended, what they were answered
 (the answer on all the trials so far, an older one that says how far it lags, or 409
@@ -35,10 +36,9 @@ from bench.dashboard import SPACE, _env, _keys
 NAME = "recommendation_serving"
 TITLE = "Recommendation serving: a 5,000-trial job polled while workers report into it"
 N_FINISHED = 5_000
-# The confirmation stage keeps the job's last 3 trials, and the lease that starts it fits the
-# recommendation in the broker's path (service/broker/confirmation_stage.py), minutes at this
-# size: the workers finish the first 5,000 trials, then the job is cancelled (it has ended).
-N_TRIALS = N_FINISHED + 3
+# The whole job: its last 3 trials are the confirmation stage's (service/broker/
+# confirmation_stage.py), whose fit runs in the lease path.
+N_TRIALS = N_FINISHED
 CAPACITY = 50
 FLEET_CAP_S = 210.0
 AFTER_S = 60.0
@@ -250,8 +250,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"A real server process on {w['database'].capitalize()}; {w['workers']} synthetic "
         f"workers lease {w['lease_capacity']} trials at a time into a job of "
-        f"{w['n_trials']:,} trials ({ended}; its last 3 are the confirmation stage's, whose fit "
-        "runs in the lease path and is not measured here) while a client asks for the recommendation every "
+        f"{w['n_trials']:,} trials ({ended}; its last 3 are the confirmation stage's, whose "
+        "candidates are fitted in the lease path, in the server's fitting process) while a "
+        "client asks for the recommendation every "
         f"50 ms, then {w['after_end_s']:.0f} s more after the job ended. Requests never fit: "
         "the server fits in the background, once per change of the finished trials (one "
         "fit per job at a time, changes meanwhile coalesced), and serves the last answer with "

@@ -30,7 +30,8 @@ from service.keys import Principal
 
 
 def make_broker(app: FastAPI) -> Broker:
-    """The app's broker, built from its settings, session factory and Optuna storage."""
+    """The app's broker, built from its settings, session factory and Optuna storage; its
+    lease path fits where the app's recommendations are fitted."""
     settings = app.state.settings
     return Broker(
         app.state.session_factory,
@@ -39,6 +40,7 @@ def make_broker(app: FastAPI) -> Broker:
         retry_after_s=settings.lease_retry_after_s,
         reaper_period_s=settings.reaper_period_s,
         max_capacity=settings.max_lease_capacity,
+        fits=app.state.recommendations.fitter,
     )
 
 

@@ -29,7 +29,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from optimizer.baselines import CHECK_OPTIMIZER
-from optimizer.recommendation import NotEnoughEvidence, recommend
+from optimizer.recommendation import NotEnoughEvidence
+from service.broker.fits import IN_PLACE, LeaseFits
 from service.broker.grants import Grant
 from service.broker.tokens import BASELINE_TOKEN_PREFIX, hash_token, new_token
 from service.db.models import (
@@ -68,9 +69,10 @@ def enqueue_baselines(session: Session, job: Job) -> None:
         session.execute(insert(BaselineRun), rows)
 
 
-def settle_check(session: Session, job: Job, now: datetime) -> None:
-    """Decide the job's check once all its trials are finished (module docstring); a no-op
-    before, after, and for a job without baselines."""
+def settle_check(session: Session, job: Job, now: datetime, fits: LeaseFits = IN_PLACE) -> None:
+    """Decide the job's check once all its trials are finished (module docstring; the
+    recommendation fitted through ``fits``); a no-op before, after, and for a job without
+    baselines."""
     if not job.spec.baselines:
         return
     has_check = session.scalar(
@@ -101,7 +103,7 @@ def settle_check(session: Session, job: Job, now: datetime) -> None:
         "attempt": 1,
     }
     try:
-        rec = recommend([trial_record(t) for t in trials], status="final")
+        rec = fits.recommend([trial_record(t) for t in trials], "final")
     except NotEnoughEvidence as exc:
         check.update(
             settings={},
@@ -135,7 +137,14 @@ def settle_check(session: Session, job: Job, now: datetime) -> None:
 
 
 def lease_baselines(
-    session: Session, job: Job, *, worker_id: str, capacity: int, ttl_s: float, now: datetime
+    session: Session,
+    job: Job,
+    *,
+    worker_id: str,
+    capacity: int,
+    ttl_s: float,
+    now: datetime,
+    fits: LeaseFits = IN_PLACE,
 ) -> list[Grant]:
     """Lease up to ``capacity`` waiting baseline runs of ``job`` (deciding its check first
     when its trials are done) and commit; [] when there is none. The caller holds the job's
@@ -143,7 +152,7 @@ def lease_baselines(
     if not job.spec.baselines:
         session.rollback()
         return []
-    settle_check(session, job, now)
+    settle_check(session, job, now, fits)
     waiting = session.execute(
         select(
             BaselineRun.id,

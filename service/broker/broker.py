@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.broker import baseline_writes, completion, lease_endings, leasing, reports
 from service.broker.fencing import HeldLease
+from service.broker.fits import IN_PLACE, LeaseFits
 from service.broker.reaper import Reaper
 from service.broker.registry import MirrorRegistry, load_intermediate
 from service.broker.study_sink import write_finished
@@ -51,12 +52,14 @@ class Broker:
         retry_after_s: float,
         reaper_period_s: float,
         max_capacity: int = 256,
+        fits: LeaseFits = IN_PLACE,
     ) -> None:
         self._sessions = session_factory
         self._storage = storage
         self.lease_ttl_s = lease_ttl_s
         self.retry_after_s = retry_after_s
         self.max_capacity = max_capacity
+        self.fits = fits  # where the lease path's recommendation fits run (fits.py)
         self.registry = MirrorRegistry()
         self.reaper = Reaper(session_factory, storage, period_s=reaper_period_s)
         self._locks: dict[uuid.UUID, threading.Lock] = {}
@@ -86,6 +89,7 @@ class Broker:
                         capacity=capacity,
                         ttl_s=self.lease_ttl_s,
                         now=utcnow(),
+                        fits=self.fits,
                     )
                 if grants:
                     return LeaseAnswer(grants, None)

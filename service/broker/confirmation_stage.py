@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from optimizer.space import Range
-from optimizer.tuning.confirmation import candidates, confirmation_seeds, confirmation_trials
+from optimizer.tuning.confirmation import confirmation_seeds, confirmation_trials
+from service.broker.fits import IN_PLACE, LeaseFits
 from service.db.models import Job, Trial, TrialSource, TrialState
 from service.job_recommendation import USED_STATES, trial_record
 
@@ -25,10 +26,10 @@ def sampler_share(job: Job) -> int:
     return job.n_trials - confirmation_trials(job.n_trials)
 
 
-def start_confirmation(session: Session, job: Job, n_rows: int) -> str:
+def start_confirmation(session: Session, job: Job, n_rows: int, fits: LeaseFits = IN_PLACE) -> str:
     """Enter the stage for a job with ``n_rows`` trials: ``"wait"`` while trials before it
-    run, ``"enqueued"`` once its candidates are waiting trials, ``"sample"`` when there are no
-    candidates (the remaining trials are then sampled)."""
+    run, ``"enqueued"`` once its candidates (fitted through ``fits``) are waiting trials,
+    ``"sample"`` when there are no candidates (the remaining trials are then sampled)."""
     unfinished = session.scalar(
         select(func.count())
         .select_from(Trial)
@@ -44,7 +45,9 @@ def start_confirmation(session: Session, job: Job, n_rows: int) -> str:
     ).all()
     lr = job.spec.space.learning_rate
     high = lr.high if isinstance(lr, Range) else lr.value
-    configs = candidates([trial_record(t) for t in finished], job.n_trials - n_rows, lr_high=high)
+    configs = fits.candidates(
+        [trial_record(t) for t in finished], job.n_trials - n_rows, lr_high=high
+    )
     if not configs:
         return "sample"
     from service.broker.leasing import insert_trials  # (leasing calls this module)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from optimizer.tuning.mirror import StudyMirror, TrialSnapshot
 from service.broker.baseline_leasing import lease_baselines
 from service.broker.confirmation_stage import sampler_share, start_confirmation
+from service.broker.fits import IN_PLACE, LeaseFits
 from service.broker.grants import Grant
 from service.broker.registry import MirrorRegistry
 from service.broker.tokens import hash_token, new_token
@@ -53,8 +54,10 @@ def lease_job(
     capacity: int,
     ttl_s: float,
     now: datetime,
+    fits: LeaseFits = IN_PLACE,
 ) -> list[Grant]:
-    """Lease up to `capacity` trials of one job and commit; [] when it has nothing to hand out.
+    """Lease up to `capacity` trials of one job and commit; [] when it has nothing to hand out
+    (the recommendation fits of its confirmation stage and baselines' check through `fits`).
 
     The caller holds the broker's in-process lock for this job. On any error the job's mirror
     is dropped (it may hold asked-but-unwritten trials) and rebuilt from the table next time.
@@ -73,7 +76,9 @@ def lease_job(
     mirror = registry.get(job)
     try:
         with mirror.lock:
-            grants = _lease_locked(session, registry, mirror, job, worker_id, capacity, ttl_s, now)
+            grants = _lease_locked(
+                session, registry, mirror, job, worker_id, capacity, ttl_s, now, fits
+            )
     except ImportError as exc:
         # A sampler whose optional package is missing on this server (gp needs torch, cmaes
         # needs cmaes) fails only once its startup trials are done: fail the job, with a
@@ -110,6 +115,7 @@ def _lease_locked(
     capacity: int,
     ttl_s: float,
     now: datetime,
+    fits: LeaseFits,
 ) -> list[Grant]:
     registry.sync(session, job.id, mirror)
     waiting = _waiting(session, job, capacity)
@@ -117,7 +123,7 @@ def _lease_locked(
     n_new = max(0, min(capacity - len(waiting), share - len(mirror)))
     if not waiting and n_new == 0 and len(mirror) < job.n_trials:
         # The sampler's share is out: the confirmation stage (confirmation_stage.py).
-        stage = start_confirmation(session, job, len(mirror))
+        stage = start_confirmation(session, job, len(mirror), fits)
         if stage == "enqueued":
             registry.sync(session, job.id, mirror)
             waiting = _waiting(session, job, capacity)
@@ -126,7 +132,7 @@ def _lease_locked(
     if not waiting and n_new == 0:
         # No trial to hand out: the job's baseline runs, if any (baseline_leasing.py).
         return lease_baselines(
-            session, job, worker_id=worker_id, capacity=capacity, ttl_s=ttl_s, now=now
+            session, job, worker_id=worker_id, capacity=capacity, ttl_s=ttl_s, now=now, fits=fits
         )
 
     default_seeds = list(range(job.seeds))

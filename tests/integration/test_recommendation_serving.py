@@ -24,8 +24,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
 from optimizer.recommendation import recommend
+from optimizer.tuning.confirmation import candidates
 from service import job_recommendation
-from service.db.models import KeyScope, Trial
+from service.db.models import BaselineKind, BaselineRun, Job, KeyScope, Trial, TrialSource
 from service.job_recommendation import USED_STATES, trial_record
 from service.recommendation_cache import RecommendationCache
 from service.recommendation_fitter import RecommendationFitter
@@ -294,3 +295,73 @@ def test_a_current_answer_costs_the_key_and_one_query(
     assert len(reads) == 2, reads
     assert "acprop_api_keys" in reads[0], reads[0]
     assert "acprop_baseline_runs" in reads[1] and "acprop_trials" in reads[1], reads[1]
+
+
+def test_the_lease_paths_fits_run_in_the_child_and_equal_the_fits_here(
+    app: FastAPI,
+    client: TestClient,
+    make_key: KeyFactory,
+    child_fitter: RecommendationFitter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The confirmation stage's candidates and the baselines' check are fitted in the
+    lease path, under the job's row lock: with the broker fitting in a child (as under
+    ``acprop-tuner serve``), the candidates and the check are those fitted here."""
+    user = make_key()
+    worker = make_key(tenant=user.tenant, scope=KeyScope.WORKER).headers
+    body = {
+        "task": {"name": "rosenbrock"},
+        "budget": {"n_trials": N_TRIALS, "steps": 20, "seeds": 2, "report_every": 5},
+        "sampler": "random",
+        "seed": 1,
+    }  # the default baselines: the job ends with its check
+    r = client.post("/api/v1/jobs", json=body, headers=user.headers)
+    assert r.status_code == 201, r.text
+    job_id = uuid.UUID(r.json()["id"])
+    monkeypatch.setattr(app.state.broker, "fits", child_fitter)
+
+    run_trials(client, worker, 100)  # to the end, baseline runs included
+
+    assert child_fitter.last_pid is not None and child_fitter.last_pid != os.getpid()
+    with app.state.session_factory() as session:
+        trials = session.scalars(
+            select(Trial).where(Trial.job_id == job_id).order_by(Trial.number)
+        ).all()
+        confirming = [t.params for t in trials if t.source == TrialSource.CONFIRMATION.value]
+        before = [
+            trial_record(t)
+            for t in trials
+            if t.source != TrialSource.CONFIRMATION.value and t.state in USED_STATES
+        ]
+        used = [trial_record(t) for t in trials if t.state in USED_STATES]
+        check = session.scalars(
+            select(BaselineRun).where(
+                BaselineRun.job_id == job_id, BaselineRun.kind == BaselineKind.CHECK.value
+            )
+        ).one()
+        lr_high = float(session.get(Job, job_id).spec.space.learning_rate.high)  # type: ignore[union-attr]
+    assert confirming, "the job had a confirmation stage"
+    assert confirming == candidates(before, len(confirming), lr_high=lr_high)
+    assert check.settings == recommend(used, status="final").config
+
+
+def test_the_lease_paths_fits_outlive_a_killed_fitting_process(
+    app: FastAPI, job: dict[str, Any], child_fitter: RecommendationFitter
+) -> None:
+    """A lease never fails because a fitting process died: the fit then runs in the
+    server's own thread (the cache's fit, by contrast, reports the death: see above)."""
+    with app.state.session_factory() as session:
+        rows = session.scalars(
+            select(Trial).where(Trial.job_id == uuid.UUID(job["id"]), Trial.state.in_(USED_STATES))
+        ).all()
+        records = [trial_record(t) for t in rows]
+    first = child_fitter.recommend(records, "provisional")
+    child = child_fitter.last_pid
+    assert child is not None and child != os.getpid()
+    os.kill(child, signal.SIGKILL)
+    _until(lambda: not _alive(child), "the child to die")
+
+    again = child_fitter.recommend(records, "provisional")
+    assert child_fitter.last_pid == os.getpid()
+    assert again.config == first.config
+    assert child_fitter.candidates(records, 3) == candidates(records, 3)
