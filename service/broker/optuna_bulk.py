@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
-from optuna.distributions import distribution_to_json
+from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial
 from sqlalchemy import Table, TextClause, func, insert, select, text
@@ -102,15 +102,18 @@ def bulk_create_trials(
         )
     )
     params, values, intermediate, user_attrs, system_attrs = [], [], [], [], []
+    as_json: dict[BaseDistribution, str] = {}  # a job's trials share their distributions
     for trial_id, t in zip(ids, templates, strict=True):
         for name, value in t.params.items():
             dist = t.distributions[name]
+            if dist not in as_json:
+                as_json[dist] = distribution_to_json(dist)
             params.append(
                 {
                     "trial_id": trial_id,
                     "param_name": name,
                     "param_value": dist.to_internal_repr(value),
-                    "distribution_json": distribution_to_json(dist),
+                    "distribution_json": as_json[dist],
                 }
             )
         for objective, value in enumerate(t.values or []):

@@ -33,10 +33,10 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.storages._rdb import models as optuna_models
 from optuna.trial import FrozenTrial, create_trial
 from optuna.trial import TrialState as OptunaState
-from sqlalchemy import Row, literal_column, select, update
+from sqlalchemy import literal_column, select, update
 from sqlalchemy.orm import Session
 
-from optimizer.tuning.policy import search_space
+from optimizer.tuning.policy import StudySpace, search_space
 from service.broker import optuna_bulk
 from service.broker.registry import load_intermediate
 from service.db.models import Job, Trial, TrialState, utcnow
@@ -72,7 +72,7 @@ def write_finished(
     checks the study for an earlier write before creating the trial).
     """
     stmt = (
-        select(Trial, Job.study_name, Job.spec, Job.steps)
+        select(Trial, Job.study_name)
         .join(Job, Job.id == Trial.job_id)
         .where(
             Trial.optuna_trial_id.is_(None),
@@ -99,12 +99,19 @@ def write_finished(
             session.rollback()
             return 0
         intermediate = load_intermediate(session, [(r.Trial.id, r.Trial.attempt) for r in rows])
+        # Each job's search space once (its spec is parsed and checked on every read).
+        spaces = {
+            job_id: search_space(spec)
+            for job_id, spec in session.execute(
+                select(Job.id, Job.spec).where(Job.id.in_({r.Trial.job_id for r in rows}))
+            )
+        }
         pending = [
             (
                 r.Trial.id,
                 r.Trial.job_id,
                 r.study_name,
-                _template(r, intermediate.get(r.Trial.id, {})),
+                _template(r.Trial, spaces[r.Trial.job_id], intermediate.get(r.Trial.id, {})),
             )
             for r in rows
         ]
@@ -170,9 +177,9 @@ def _written(storage: optuna.storages.BaseStorage, study_id: int) -> dict[int, i
     return out
 
 
-def _template(row: Row, intermediate: dict[int, float]) -> optuna.trial.FrozenTrial:
-    trial: Trial = row.Trial
-    space = search_space(row.spec)  # a JobSpec, read back typed
+def _template(
+    trial: Trial, space: StudySpace, intermediate: dict[int, float]
+) -> optuna.trial.FrozenTrial:
     params: dict[str, float] = {}
     dists: dict[str, BaseDistribution] = {}
     for name, dist in space.distributions.items():

@@ -19,6 +19,7 @@ import optuna
 import pytest
 from sqlalchemy import select
 
+from optimizer.tuning.policy import search_space
 from service.broker import completion, optuna_bulk
 from service.broker.study_sink import TRIAL_ID_ATTR, _template, write_finished
 from service.broker.writes import ResultIn
@@ -81,11 +82,10 @@ def test_outbox_entries_are_written_once_by_the_recovery_pass(
         # process died before our table learnt its id.
         with app.state.session_factory() as session:
             row = session.execute(
-                select(Trial, Job.study_name, Job.spec, Job.steps)
-                .join(Job)
-                .where(Trial.id == finished[0])
+                select(Trial, Job.study_name, Job.spec).join(Job).where(Trial.id == finished[0])
             ).one()
-            template, name = _template(row, {}), row.study_name
+            template = _template(row.Trial, search_space(row.spec), {})
+            name = row.study_name
         # (Our transaction is over: on SQLite it would block Optuna's connection.)
         storage.create_new_trial(storage.get_study_id_from_name(name), template)
 
