@@ -10,15 +10,16 @@ failed trials carry nothing: both are left out. The answer lists the jax/jaxlib/
 versions those trials were trained with, and warns when they differ.
 
 The answer is `provisional` while the job runs and `final` once it has ended. This module
-fits on the caller's thread (the CLI, the broker's stages); the API serves answers fitted in
-the background instead (service/recommendation_cache.py), through :func:`fit`.
+fits on the caller's thread (the CLI's `recommend`); the API serves answers fitted in the
+background instead (service/recommendation_cache.py), each a :func:`read_and_fit` run in a
+thread or a fitting process (service/recommendation_fitter.py).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -66,23 +67,12 @@ def trial_record(trial: Trial) -> TrialOutcome:
     )
 
 
-def _recommend_here(records: Sequence[TrialOutcome], status: str) -> Recommendation:
-    return recommend(records, status=status)  # type: ignore[arg-type]
-
-
-def fit(
-    trials: Sequence[Trial],
-    job_id: uuid.UUID,
-    n_trials: int,
-    status: str,
-    run: Callable[[Sequence[TrialOutcome], str], Recommendation] = _recommend_here,
-) -> Recommendation:
-    """The recommendation on ``trials`` (a job's finished rows, ``USED_STATES``), with the
-    versions they were trained with; :class:`Conflict` with the reason while the evidence
-    cannot support one. Any other exception is a fault of the fit. ``run`` fits the records
-    (service/recommendation_fitter.py: here, or in a child process)."""
+def fit(trials: Sequence[Trial], job_id: uuid.UUID, n_trials: int, status: str) -> Recommendation:
+    """The recommendation on ``trials`` (a job's finished rows, ``USED_STATES``), fitted in
+    the calling thread, with the versions they were trained with; :class:`Conflict` with the
+    reason while the evidence cannot support one. Any other exception is a fault of the fit."""
     try:
-        rec = run([trial_record(t) for t in trials], status)
+        rec = recommend([trial_record(t) for t in trials], status=status)  # type: ignore[arg-type]
     except NotEnoughEvidence as exc:
         raise Conflict(
             f"no recommendation for job {job_id} yet: {exc.reason} "

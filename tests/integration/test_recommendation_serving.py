@@ -66,20 +66,24 @@ def cache(app: FastAPI, client: TestClient) -> RecommendationCache:
     return recommendations
 
 
+def _job_body(seed: int, **fields: Any) -> dict[str, Any]:
+    """A job of N_TRIALS random trials on rosenbrock (``fields`` added, e.g. its baselines)."""
+    return {
+        "task": {"name": "rosenbrock"},
+        "budget": {"n_trials": N_TRIALS, "steps": 20, "seeds": 2, "report_every": 5},
+        "sampler": "random",
+        "seed": seed,
+        **fields,
+    }
+
+
 @pytest.fixture
 def job(client: TestClient, make_key: KeyFactory) -> Iterator[dict[str, Any]]:
     """A seeded job of 30 trials (below the synthetic edge most of them), 20 of them done,
     with the answer on those 20 fitted."""
     user = make_key()
     worker = make_key(tenant=user.tenant, scope=KeyScope.WORKER).headers
-    body = {
-        "task": {"name": "rosenbrock"},
-        "budget": {"n_trials": N_TRIALS, "steps": 20, "seeds": 2, "report_every": 5},
-        "sampler": "random",
-        "seed": 0,
-        "baselines": [],
-    }
-    r = client.post("/api/v1/jobs", json=body, headers=user.headers)
+    r = client.post("/api/v1/jobs", json=_job_body(seed=0, baselines=[]), headers=user.headers)
     assert r.status_code == 201, r.text
     url = f"/api/v1/jobs/{r.json()['id']}/recommendation"
     run_trials(client, worker, 20)
@@ -309,13 +313,8 @@ def test_the_lease_paths_fits_run_in_the_child_and_equal_the_fits_here(
     ``acprop-tuner serve``), the candidates and the check are those fitted here."""
     user = make_key()
     worker = make_key(tenant=user.tenant, scope=KeyScope.WORKER).headers
-    body = {
-        "task": {"name": "rosenbrock"},
-        "budget": {"n_trials": N_TRIALS, "steps": 20, "seeds": 2, "report_every": 5},
-        "sampler": "random",
-        "seed": 1,
-    }  # the default baselines: the job ends with its check
-    r = client.post("/api/v1/jobs", json=body, headers=user.headers)
+    # The default baselines: the job ends with its check.
+    r = client.post("/api/v1/jobs", json=_job_body(seed=1), headers=user.headers)
     assert r.status_code == 201, r.text
     job_id = uuid.UUID(r.json()["id"])
     monkeypatch.setattr(app.state.broker, "fits", child_fitter)
