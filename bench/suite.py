@@ -207,6 +207,41 @@ def reference(name: str) -> dict[str, Any]:
     return dict(stored[name])
 
 
+def resolution(name: str) -> dict[str, Any]:
+    """How finely task ``name`` must be tuned, read off its stored reference (``eps_root``
+    1e-8): the regret (%, on the grid seeds' mean) one grid step (a factor
+    ``GRID_STEP``) below and above the grid's best, the evaluation seeds' coefficient of
+    variation at the best (%), and each grid seed's own best learning rate. A task whose
+    one-step regrets are far above a regret target, or whose seeds disagree on the best rate,
+    cannot be held to that target by a job that places the rate from 2 seeds per trial."""
+    ref = reference(name)
+    rows = ref["grid"][f"{EPS_ROOT_LINES[0]:g}"]
+
+    def usable(row: dict[str, Any]) -> bool:
+        return not any(row["diverged"]) and None not in row["losses"]
+
+    means = [float(np.mean(r["losses"])) if usable(r) else math.inf for r in rows]
+    best = int(np.argmin(means))
+    step = [
+        None if not 0 <= j < len(rows) else 100.0 * (means[j] - means[best]) / abs(means[best])
+        for j in (best - 1, best + 1)
+    ]
+    per_seed = []
+    for s in range(len(GRID_SEEDS)):
+        seed_losses = [
+            r["losses"][s] if not r["diverged"][s] and r["losses"][s] is not None else math.inf
+            for r in rows
+        ]
+        per_seed.append(rows[int(np.argmin(seed_losses))]["learning_rate"])
+    evaluation = np.array([v for v in ref["eval_losses"] if v is not None])
+    cv = float(100.0 * evaluation.std(ddof=1) / abs(evaluation.mean()))
+    return {"step_regret_pct": step, "eval_cv_pct": cv, "per_seed_best_lr": per_seed}
+
+
+#: The grid's step factor in the learning rate (48 log-spaced points over five decades).
+GRID_STEP = (LR_HIGH / LR_LOW) ** (1.0 / (GRID_POINTS - 1))
+
+
 def grid_learning_rates() -> list[float]:
     return [float(v) for v in np.geomspace(LR_LOW, LR_HIGH, GRID_POINTS)]
 
@@ -267,8 +302,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ref.add_argument("names", nargs="*", help="tasks (default: every one without a reference)")
     ref.add_argument("--again", action="store_true", help="recompute stored ones too")
     sub.add_parser("list", help="the tasks, their split and their reference's best lr")
+    sub.add_parser("resolution", help="per task: regret one grid step off the best, seed spread")
     args = parser.parse_args(argv)
     stored = dict(_stored())
+    if args.command == "resolution":
+        pct = lambda v: (  # noqa: E731
+            "   -   " if v is None else "  div  " if math.isinf(v) else f"{v:+7.1f}"
+        )
+        print(f"{'split':<10} {'task':<32} step down / up (%)  eval CV (%)  grid seeds' best lr")
+        for t in SUITE:
+            r = resolution(t.name)
+            down, up = r["step_regret_pct"]
+            lrs = ", ".join(f"{v:.2g}" for v in r["per_seed_best_lr"])
+            print(
+                f"{t.split:<10} {t.name:<32} {pct(down)} / {pct(up)}  {r['eval_cv_pct']:11.1f}  {lrs}"
+            )
+        return 0
     if args.command == "list":
         for t in SUITE:
             best = stored.get(t.name, {}).get("best_learning_rate")

@@ -13,10 +13,12 @@ from bench.suite import (
     EVAL_SEEDS,
     GRID_POINTS,
     GRID_SEEDS,
+    GRID_STEP,
     SUITE,
     compute_reference,
     grid_learning_rates,
     reference,
+    resolution,
     suite_tasks,
 )
 from optimizer.tasks import task_names
@@ -62,3 +64,17 @@ def test_a_stored_reference_is_what_the_script_computes() -> None:
     stored, fresh = reference("rosenbrock"), compute_reference(task.build())
     assert fresh["best_learning_rate"] == stored["best_learning_rate"]
     assert fresh["eval_losses"] == pytest.approx(stored["eval_losses"], rel=1e-4)
+
+
+@pytest.mark.parametrize("task", SUITE, ids=lambda t: t.name)
+def test_the_resolution_reads_the_grid_around_its_best(task) -> None:  # type: ignore[no-untyped-def]
+    r = resolution(task.name)
+    lrs = grid_learning_rates()
+    best = lrs.index(reference(task.name)["best_learning_rate"])
+    down, up = r["step_regret_pct"]
+    # The neighbours of the grid's best are no better than it (None past the grid's end).
+    assert (down is None) == (best == 0) and (up is None) == (best == len(lrs) - 1)
+    assert all(v is None or v >= 0.0 for v in (down, up))
+    assert lrs[1] / lrs[0] == pytest.approx(GRID_STEP) == lrs[-1] / lrs[-2]
+    assert len(r["per_seed_best_lr"]) == len(GRID_SEEDS) and set(r["per_seed_best_lr"]) <= set(lrs)
+    assert r["eval_cv_pct"] >= 0.0 and math.isfinite(r["eval_cv_pct"])
