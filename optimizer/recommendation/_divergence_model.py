@@ -133,7 +133,8 @@ class DivergenceModel:
                 + ((n_seeds - n_diverged) * np.logaddexp(0.0, t)).sum()
                 + (penalty * coef**2).sum()
             )
-            dt = n_seeds / (1.0 + np.exp(-t)) - n_diverged  # d value / d t
+            with np.errstate(over="ignore"):  # exp(-t) = inf far below the edge: p = 0 there
+                dt = n_seeds / (1.0 + np.exp(-t)) - n_diverged  # d value / d t
             grad = np.empty_like(theta)
             grad[0] = float((dt * t).sum())
             grad[1:] = -s * (design.T @ dt) + 2.0 * penalty * coef
@@ -146,7 +147,8 @@ class DivergenceModel:
         res = optimize.minimize(nll, theta0, jac=True, method="L-BFGS-B", bounds=bounds)
         slope, coef = float(np.exp(res.x[0])), res.x[1:]
         # Laplace approximation of the coefficients' posterior at the fitted slope.
-        p = 1.0 / (1.0 + np.exp(-slope * (u - design @ coef)))
+        with np.errstate(over="ignore"):
+            p = 1.0 / (1.0 + np.exp(-slope * (u - design @ coef)))
         info = slope**2 * (design.T * (n_seeds * p * (1.0 - p))) @ design
         cov = np.linalg.inv(info + 2.0 * np.diag(np.maximum(penalty, _LAMBDA_LINEAR)))
         return cls(True, slope, coef, cov, diverged_points, safe_points, radius, rising)
@@ -231,4 +233,5 @@ class DivergenceModel:
         if not self.any_diverged:
             return np.zeros(x.shape[0])
         t = self.slope * (x[:, 0] - self.model_edge(x[:, 1:]))
-        return 1.0 / (1.0 + np.exp(-t))
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-t))

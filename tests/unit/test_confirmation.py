@@ -5,6 +5,7 @@ jobs whose loss and edge are known."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -145,3 +146,14 @@ def test_the_edge_is_modelled_per_eps_root() -> None:
     assert 3e-2 <= edge_paper <= 1e-1
     assert 3e-4 <= edge_optax <= 1e-3
     assert model.safe_support(z_paper)[0] == pytest.approx(space.lr_to_unit(3e-2))
+
+
+def test_the_divergence_probability_far_from_the_edge_is_exact_and_silent() -> None:
+    """Far below the edge exp(-t) overflows to inf, and 1 / (1 + inf) = 0 is the right limit:
+    no RuntimeWarning reaches a user's log (one came from every fit of some suite tasks)."""
+    x = np.array([[0.0], [0.3], [0.6], [1.0]])
+    model = DivergenceModel.fit(x, np.full(4, 2.0), np.array([0.0, 0.0, 2.0, 2.0]), radius=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        far = model.probability(np.array([[-1e3], [1e3]]))
+    assert far.tolist() == [0.0, 1.0]
