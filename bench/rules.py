@@ -318,6 +318,7 @@ def near_candidates(
 
 
 _CHOICE = "optimizer.recommendation._choice"
+_DIVERGENCE = "optimizer.recommendation._divergence_model"
 _LOG_LOSS = ("optimizer.recommendation._loss_model", "Warp", LogLossWarp)
 _NO_PAPER = (_CHOICE, "paper_point", lambda *a, **k: None)
 _NO_EPS = (_CHOICE, "at_default_eps_root", lambda *a, **k: None)
@@ -336,6 +337,8 @@ VARIANTS: dict[str, Policy] = {
     "no_ties": replace(CURRENT, patches=(_NO_PAPER, _NO_EPS)),
     "paired2": replace(CURRENT, choose=evidence_choose(2.0, paired=True)),
     "log_loss": replace(CURRENT, patches=(_LOG_LOSS,)),
+    "edge_z1": replace(CURRENT, patches=((_DIVERGENCE, "EDGE_Z", 1.0),)),
+    "edge_z3": replace(CURRENT, patches=((_DIVERGENCE, "EDGE_Z", 3.0),)),
     "pessimism2": replace(CURRENT, patches=((_CHOICE, "PESSIMISM", 2.0),)),
     "pessimism6": replace(CURRENT, patches=((_CHOICE, "PESSIMISM", 6.0),)),
     "confirm4": replace(CURRENT, confirm=lambda n: 2 * confirmation_trials(n), confirm_seeds=4),
