@@ -207,6 +207,11 @@ def reference(name: str) -> dict[str, Any]:
     return dict(stored[name])
 
 
+def _safe_row(row: dict[str, Any]) -> bool:
+    """A grid row the reference's best may be: no seed diverged, every loss finite."""
+    return not any(row["diverged"]) and None not in row["losses"]
+
+
 def resolution(name: str) -> dict[str, Any]:
     """How finely task ``name`` must be tuned, read off its stored reference (``eps_root``
     1e-8): the regret (%, on the grid seeds' mean) one grid step (a factor
@@ -216,11 +221,7 @@ def resolution(name: str) -> dict[str, Any]:
     cannot be held to that target by a job that places the rate from 2 seeds per trial."""
     ref = reference(name)
     rows = ref["grid"][f"{EPS_ROOT_LINES[0]:g}"]
-
-    def usable(row: dict[str, Any]) -> bool:
-        return not any(row["diverged"]) and None not in row["losses"]
-
-    means = [float(np.mean(r["losses"])) if usable(r) else math.inf for r in rows]
+    means = [float(np.mean(r["losses"])) if _safe_row(r) else math.inf for r in rows]
     best = int(np.argmin(means))
     step = [
         None if not 0 <= j < len(rows) else 100.0 * (means[j] - means[best]) / abs(means[best])
@@ -273,10 +274,7 @@ def compute_reference(task: Any) -> dict[str, Any]:
                 "diverged": [bool(d >= 0) for d in final.diverged_at[k]],
             }
         )
-    safe = [
-        row for row in grid[f"{EPS_ROOT_LINES[0]:g}"]
-        if not any(row["diverged"]) and None not in row["losses"]
-    ]  # fmt: skip
+    safe = [row for row in grid[f"{EPS_ROOT_LINES[0]:g}"] if _safe_row(row)]
     best = min(safe, key=lambda row: float(np.mean(row["losses"])))
     evaluation = PopulationTrainer(task, n_configs=1, n_seeds=len(EVAL_SEEDS), chunk_steps=steps)
     eval_final = evaluation.train(
